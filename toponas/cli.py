@@ -1,0 +1,136 @@
+"""The ``toponas`` command line: search, look up, and inspect the simplifier.
+
+User errors (bad options, missing data, malformed cells) print one ``error:`` line and exit with
+status 1, never a traceback; a diverged search exits 3 and an interrupted one 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+from click.core import ParameterSource
+
+from .benchmark import BenchmarkError, BenchmarkTable
+from .config import ConfigError, SearchConfig
+from .data import DATASETS, DataError
+from .registry import UnknownNameError
+from .spaces import SPACES
+from .spaces.cell import CellError
+from .strategies import STRATEGIES
+from .topo import MODES, RULES
+
+USER_ERRORS = (ConfigError, DataError, BenchmarkError, CellError, UnknownNameError, FileNotFoundError)
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="toponas")
+def main() -> None:
+    """TopoNAS: fast gradient-based neural architecture search."""
+
+
+def parse_hyper(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--hp expects KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+# Options whose value goes into SearchConfig under the same name.
+CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "batch_size", "channels", "cells",
+                  "seed", "out", "benchmark", "topo", "device", "cache_dir")
+
+
+@main.command()
+@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(STRATEGIES.names()))
+@click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS))
+@click.option("--data", type=click.Path(), help="Dataset path: official archive/batches, image folder or "
+              "archive of one (downloads CIFAR into the cache when omitted and online).")
+@click.option("--subset", type=click.IntRange(min=2), help="Keep N stratified training images (quick runs).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Search epochs [default: the strategy's].")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1), help="C")
+@click.option("--cells", default=5, show_default=True, type=click.IntRange(min=1), help="Cells per stage (N).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", default="runs/search", show_default=True, type=click.Path(), help="Run directory.")
+@click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK",
+              help="Benchmark CSV (or $TOPONAS_BENCHMARK) to look up the found cell.")
+@click.option("--topo", default="off", show_default=True, type=click.Choice(MODES),
+              help="Simplifier mode: off (plain supernet), exact (rules 1-2), full (all rules).")
+@click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--cache-dir", type=click.Path(), help="Where decoded datasets are cached.")
+@click.option("--hp", "hyper", multiple=True, metavar="KEY=VALUE",
+              help="Override a strategy hyperparameter, e.g. --hp w_lr=0.05 --hp tau_max=5.")
+@click.option("--config", "config_file", type=click.Path(), help="Start from a config.json (e.g. RUN/config.json).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
+@click.pass_context
+def search(ctx: click.Context, epochs: Optional[int], topo_disable: tuple[str, ...], hyper: tuple[str, ...],
+           config_file: Optional[str], resume: bool, no_progress: bool, **options: Any) -> None:
+    """Search an architecture: alternating weight and architecture steps on split training data."""
+    from .search import Search, SearchDiverged, SearchInterrupted
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    try:
+        base = SearchConfig()
+        if config_file:
+            base = SearchConfig.load(config_file)
+        elif resume and (Path(options["out"]) / "config.json").exists():
+            base = SearchConfig.load(Path(options["out"]) / "config.json")
+        changes = {k: options[k] for k in CONFIG_OPTIONS if given(k) or (not config_file and not resume)}
+        if given("out"):
+            changes["out"] = options["out"]
+        if given("topo_disable") or (not config_file and not resume):
+            changes["topo_disable"] = topo_disable
+        hp = dict(base.hyper)
+        hp.update(parse_hyper(hyper))
+        if epochs is not None:
+            hp["epochs"] = epochs
+        config = base.replace(**changes, hyper=hp)
+        result = Search(config, resume=resume, progress=not no_progress, log=click.echo).run()
+    except SearchInterrupted as e:
+        fail(str(e), 130)
+    except SearchDiverged as e:
+        fail(str(e), 3)
+    except USER_ERRORS as e:
+        fail(str(e))
+    click.echo(result.summary())
+    click.echo(f"wrote {Path(result.out_dir) / 'result.json'}")
+
+
+@main.command()
+@click.argument("arch")
+@click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK",
+              help="Benchmark CSV (or $TOPONAS_BENCHMARK).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def lookup(arch: str, benchmark: Optional[str], as_json: bool) -> None:
+    """Print the benchmark accuracies of a NAS-Bench-201 cell string."""
+    try:
+        table = BenchmarkTable.load(benchmark)
+        values = table.lookup(arch)
+    except (BenchmarkError, CellError) as e:
+        fail(str(e))
+    if as_json:
+        click.echo(json.dumps({"arch": arch, **values}))
+    else:
+        for name, value in values.items():
+            click.echo(f"{name}: {value:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The search configuration, in layers: defaults here, a saved ``config.json`` over them, flags last.
+
+The resolved configuration (with the strategy's hyperparameters filled in) is written beside every
+run, so ``toponas search --config RUN/config.json`` repeats a run from its directory alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value or an unknown key (the message lists the known ones)."""
+
+
+@dataclass
+class SearchConfig:
+    """Everything a search needs. ``hyper`` overrides the strategy's hyperparameter defaults."""
+
+    space: str = "nb201"
+    strategy: str = "darts-v1"
+    dataset: str = "cifar10"
+    data: Optional[str] = None
+    subset: Optional[int] = None
+    batch_size: int = 64
+    channels: int = 16
+    cells: int = 5
+    seed: int = 0
+    out: str = "runs/search"
+    benchmark: Optional[str] = None
+    topo: str = "off"
+    topo_disable: tuple[str, ...] = ()
+    device: str = "auto"
+    cache_dir: Optional[str] = None
+    hyper: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.subset is not None and self.subset < 2:
+            raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
+        for name in ("batch_size", "channels", "cells"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        self.topo_disable = tuple(self.topo_disable)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
+        """Build from a mapping; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SearchConfig":
+        """Read a ``config.json`` written by an earlier run (or by hand)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+        values.pop("resolved_hyper", None)
+        return cls.from_dict(values)
+
+    def replace(self, **changes: Any) -> "SearchConfig":
+        """A copy with some fields changed (the command line over a config file)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["topo_disable"] = list(self.topo_disable)
+        return d

@@ -1,0 +1,58 @@
+"""The result of a search, as written to ``RUN/result.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+
+@dataclass
+class SearchResult:
+    """What a search found and what it cost."""
+
+    genotype: str
+    space: str
+    strategy: str
+    dataset: str
+    seed: int
+    epochs: int
+    topo: str
+    search_seconds: float
+    ms_per_step: float
+    steps: int
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    device: str
+    alphas: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    benchmark: Optional[dict[str, float]] = None
+    out_dir: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SearchResult":
+        """Read a ``result.json`` (or the run directory holding it)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "result.json"
+        data = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        lines = [
+            f"cell       {self.genotype}",
+            f"strategy   {self.strategy} on {self.space}/{self.dataset}, topo={self.topo}, seed {self.seed}",
+            f"cost       {self.search_seconds:.1f} s, {self.ms_per_step:.1f} ms/step (median), "
+            f"peak memory {self.peak_memory_bytes / 2**20:.0f} MiB ({self.peak_memory_kind})",
+        ]
+        if self.benchmark:
+            lines.append("benchmark  " + ", ".join(f"{k} {v:.2f}" for k, v in self.benchmark.items()))
+        return "\n".join(lines)

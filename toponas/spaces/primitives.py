@@ -1,0 +1,156 @@
+"""Primitives: the building blocks candidate operations are declared with, as plain data.
+
+A candidate operation is a chain of primitives (``relu -> conv(3x3) -> bn``). Declaring candidates as
+data, not as opaque modules, is what lets the simplifier (``toponas.topo``) read an edge and rewrite
+it; :func:`build_chain` turns a chain into the ordinary PyTorch modules the plain supernet runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ReLU:
+    """Rectified linear unit (not linear, no parameters)."""
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A 2-d convolution ``C_in -> C_out`` without bias.
+
+    ``depthwise=True`` means one kernel per channel (``groups=C_in``, ``C_out == C_in``).
+    Padding is always ``dilation * (kernel - 1) // 2`` so the spatial size is kept at stride 1.
+    """
+
+    kernel: int
+    dilation: int = 1
+    depthwise: bool = False
+    stride: int = 1
+
+    @property
+    def extent(self) -> int:
+        """Side of the dense kernel this conv is equivalent to, ``(k - 1) * d + 1``."""
+        return (self.kernel - 1) * self.dilation + 1
+
+    @property
+    def padding(self) -> int:
+        return self.dilation * (self.kernel - 1) // 2
+
+
+@dataclass(frozen=True)
+class BN:
+    """Batch normalization. During search: no affine parameters, batch statistics only."""
+
+    affine: bool = False
+    track_running_stats: bool = False
+
+
+@dataclass(frozen=True)
+class AvgPool:
+    """Average pooling, stride 1 unless given, padding ``k // 2``, ``count_include_pad=False``."""
+
+    kernel: int = 3
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """Max pooling (not linear), padding ``k // 2``."""
+
+    kernel: int = 3
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The identity (a Dirac kernel)."""
+
+
+@dataclass(frozen=True)
+class Zero:
+    """Contributes nothing; the simplifier drops it from the computation and keeps its weight."""
+
+    stride: int = 1
+
+
+Primitive = Union[ReLU, Conv, BN, AvgPool, MaxPool, Identity, Zero]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A named candidate operation: a chain of primitives applied in order."""
+
+    name: str
+    chain: tuple[Primitive, ...]
+
+    @property
+    def is_zero(self) -> bool:
+        return len(self.chain) == 1 and isinstance(self.chain[0], Zero)
+
+
+class ZeroOp(nn.Module):
+    """``none``: an all-zero output with the right shape (the reference computes ``x * 0``)."""
+
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return x.mul(0.0)
+
+
+class AvgPoolOp(nn.AvgPool2d):
+    """Average pooling that ignores padded pixels, as in NAS-Bench-201 and DARTS."""
+
+    def __init__(self, kernel: int, stride: int = 1) -> None:
+        super().__init__(kernel, stride=stride, padding=kernel // 2, count_include_pad=False)
+
+
+def build_primitive(prim: Primitive, channels: int) -> nn.Module:
+    """The PyTorch module of one primitive acting on ``channels`` channels (C_in == C_out)."""
+    if isinstance(prim, ReLU):
+        return nn.ReLU(inplace=False)
+    if isinstance(prim, Conv):
+        groups = channels if prim.depthwise else 1
+        return nn.Conv2d(
+            channels,
+            channels,
+            prim.kernel,
+            stride=prim.stride,
+            padding=prim.padding,
+            dilation=prim.dilation,
+            groups=groups,
+            bias=False,
+        )
+    if isinstance(prim, BN):
+        return nn.BatchNorm2d(
+            channels, affine=prim.affine, track_running_stats=prim.track_running_stats
+        )
+    if isinstance(prim, AvgPool):
+        return AvgPoolOp(prim.kernel, prim.stride)
+    if isinstance(prim, MaxPool):
+        return nn.MaxPool2d(prim.kernel, stride=prim.stride, padding=prim.kernel // 2)
+    if isinstance(prim, Identity):
+        return nn.Identity()
+    if isinstance(prim, Zero):
+        return ZeroOp(prim.stride)
+    raise TypeError(f"unknown primitive {prim!r}")
+
+
+def build_chain(spec: OpSpec, channels: int) -> nn.Sequential:
+    """The plain module of a candidate: its primitives in sequence, one module each."""
+    return nn.Sequential(*(build_primitive(p, channels) for p in spec.chain))
+
+
+def with_bn(spec: OpSpec, bn: BN) -> OpSpec:
+    """The same candidate with every ``BN`` primitive replaced by ``bn`` (search vs. retraining)."""
+    chain = tuple(bn if isinstance(p, BN) else p for p in spec.chain)
+    return OpSpec(spec.name, chain)
+

@@ -1,0 +1,25 @@
+"""Search strategies: how architecture parameters become mixing weights, and one search step."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..registry import Registry
+from .base import Hyper, StepContext, StepStats, Strategy
+from .darts import DartsV1, DartsV2
+from .gdas import GDAS
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+for _cls in (DartsV1, DartsV2, GDAS):
+    STRATEGIES.register(_cls.name)(_cls)
+
+
+def create_strategy(name: str, space, hyper: Mapping[str, Any] | Hyper | None = None) -> Strategy:
+    """Build a registered strategy for ``space``; ``hyper`` overrides its default hyperparameters."""
+    cls = STRATEGIES.get(name)
+    if not isinstance(hyper, Hyper):
+        hyper = cls.Hyper.resolve(hyper)
+    return cls(space, hyper)
+
+
+__all__ = ["STRATEGIES", "create_strategy", "Strategy", "Hyper", "StepContext", "StepStats"]

@@ -1,0 +1,184 @@
+"""The strategy lifecycle: how architecture parameters become mixing weights, and one search step.
+
+A strategy is a small override of :class:`Strategy`: DARTS is the base itself, GDAS overrides
+:meth:`Strategy.mixing`, DARTS-V2 overrides :meth:`Strategy.arch_step`. The search loop only calls
+``new_epoch``, ``step`` and ``derive`` and checkpoints ``state_dict``; it knows no strategy by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..spaces import Mixing
+
+
+@dataclass
+class Hyper:
+    """Optimization hyperparameters; defaults are the NAS-Bench-201 DARTS-V1 reference settings.
+
+    Source: xautodl 1.0.0 ``configs/nas-benchmark/algos/DARTS.config`` and the DARTS-V1 search
+    script (see ``docs/strategies.md``). Strategies subclass this to change or add defaults.
+    """
+
+    epochs: int = 50  # xautodl DARTS: 50 epochs
+    w_lr: float = 0.025  # SGD learning rate, cosine-annealed per epoch ...
+    w_lr_min: float = 0.001  # ... down to this
+    w_momentum: float = 0.9
+    w_nesterov: bool = True
+    w_wd: float = 5e-4
+    grad_clip: float = 5.0  # clip the weights' gradient norm (0 disables)
+    a_lr: float = 3e-4  # Adam for the architecture parameters
+    a_beta1: float = 0.5
+    a_beta2: float = 0.999
+    a_wd: float = 1e-3
+    arch_first: bool = False  # reference order: weight step, then architecture step
+
+    @classmethod
+    def resolve(cls, overrides: Mapping[str, Any] | None = None) -> "Hyper":
+        """Defaults with ``overrides`` on top; unknown keys are an error listing the known ones."""
+        overrides = dict(overrides or {})
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
+        typed = {k: _coerce(v, names[k].type, k) for k, v in overrides.items()}
+        return cls(**typed)
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    """Coerce a value given as text on the command line to the field's type."""
+    typ = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    if not isinstance(value, str):
+        return float(value) if typ == "float" and isinstance(value, int) else value
+    try:
+        if typ == "bool":
+            low = value.lower()
+            if low not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return low in ("1", "true", "yes")
+        if typ == "int":
+            return int(value)
+        if typ == "float":
+            return float(value)
+    except ValueError:
+        raise ValueError(f"hyperparameter {name}: {value!r} is not a valid {typ}") from None
+    return value
+
+
+@dataclass
+class StepContext:
+    """What a strategy needs to take one step: the supernet, its weights and both optimizers."""
+
+    model: nn.Module
+    weights: Sequence[nn.Parameter]
+    w_optimizer: torch.optim.Optimizer
+    a_optimizer: torch.optim.Optimizer
+    hyper: Hyper
+    epoch: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepStats:
+    """Losses and correct counts of one step (plain floats/ints would force a device sync)."""
+
+    w_loss: torch.Tensor
+    w_correct: torch.Tensor
+    a_loss: torch.Tensor
+    a_correct: torch.Tensor
+    batch: int
+
+
+class Strategy(nn.Module):
+    """DARTS-V1 (first order): softmax mixing, weight step then architecture step.
+
+    Cost note: every candidate of every edge runs and is kept for backward, so time and activation
+    memory grow with the number of candidates; ``toponas.topo`` simplifies the supernet for that.
+    """
+
+    name: ClassVar[str] = "darts-v1"
+    Hyper: ClassVar[type[Hyper]] = Hyper
+
+    def __init__(self, space, hyper: Hyper | None = None) -> None:
+        super().__init__()
+        self.space = space
+        self.hyper = hyper if hyper is not None else self.Hyper()
+        # One architecture matrix per group, shared by all cells; reference init 1e-3 * randn.
+        self.alphas = nn.ParameterDict(
+            {g: nn.Parameter(1e-3 * torch.randn(*shape)) for g, shape in space.arch_shapes.items()}
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def new_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (temperature schedules and the like)."""
+
+    def mixing(self) -> Mixing:
+        """Mixing weights for one forward pass: ``softmax(alpha)`` per edge."""
+        return Mixing({g: F.softmax(a, dim=-1) for g, a in self.alphas.items()})
+
+    def regularizer(self, epoch: int) -> torch.Tensor | float:
+        """Extra term of the architecture loss (none for DARTS)."""
+        return 0.0
+
+    def derive(self):
+        """The discrete architecture: the space's derivation applied to the parameters."""
+        return self.space.derive({g: a.detach() for g, a in self.alphas.items()})
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """Per-edge candidate probabilities for logs and reports."""
+        return {g: F.softmax(a.detach(), dim=-1) for g, a in self.alphas.items()}
+
+    # -- one step --------------------------------------------------------------------------------
+    def step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> StepStats:
+        """One search step: a weight step on the weight batch and an architecture step."""
+        if self.hyper.arch_first:
+            a_loss, a_logits = self.arch_step(ctx, x_w, y_w, x_a, y_a)
+            w_loss, w_logits = self.weight_step(ctx, x_w, y_w)
+        else:
+            w_loss, w_logits = self.weight_step(ctx, x_w, y_w)
+            a_loss, a_logits = self.arch_step(ctx, x_w, y_w, x_a, y_a)
+        return StepStats(
+            w_loss.detach(),
+            (w_logits.argmax(-1) == y_w).sum(),
+            a_loss.detach(),
+            (a_logits.argmax(-1) == y_a).sum(),
+            int(y_w.shape[0]),
+        )
+
+    def forward_loss(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the supernet under a fresh mixing."""
+        logits = ctx.model(x, self.mixing())
+        return F.cross_entropy(logits, y), logits
+
+    def weight_step(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """SGD on the supernet weights (gradients of the weights only), clipped."""
+        loss, logits = self.forward_loss(ctx, x, y)
+        # Weights of candidates that did not run (sampling strategies) get no gradient and, as in
+        # the reference, no update: SGD skips parameters whose ``grad`` is None.
+        grads = torch.autograd.grad(loss, ctx.weights, allow_unused=True)
+        for p, g in zip(ctx.weights, grads):
+            p.grad = g
+        if ctx.hyper.grad_clip > 0:
+            nn.utils.clip_grad_norm_(ctx.weights, ctx.hyper.grad_clip)
+        ctx.w_optimizer.step()
+        return loss, logits
+
+    def arch_step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adam on the architecture parameters, first order: gradient of the validation loss."""
+        loss, logits = self.forward_loss(ctx, x_a, y_a)
+        total = loss + self.regularizer(ctx.epoch)
+        self.set_arch_grads(torch.autograd.grad(total, list(self.alphas.values())))
+        ctx.a_optimizer.step()
+        return loss, logits
+
+    def set_arch_grads(self, grads: Sequence[torch.Tensor]) -> None:
+        for a, g in zip(self.alphas.values(), grads):
+            a.grad = g
