@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 _API = {
     "SearchConfig": "toponas.config",
-    "SearchResult": "toponas.search",
-    "search": "toponas.search",
+    "SearchResult": "toponas.loop",
+    "search": "toponas.loop",
     "create_space": "toponas.spaces",
     "create_strategy": "toponas.strategies",
     "simplify": "toponas.topo",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -78,10 +78,10 @@ CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "batch_size"
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
 @click.pass_context
-def search(ctx: click.Context, epochs: Optional[int], topo_disable: tuple[str, ...], hyper: tuple[str, ...],
-           config_file: Optional[str], resume: bool, no_progress: bool, **options: Any) -> None:
+def search(ctx: click.Context, epochs: int | None, topo_disable: tuple[str, ...], hyper: tuple[str, ...],
+           config_file: str | None, resume: bool, no_progress: bool, **options: Any) -> None:
     """Search an architecture: alternating weight and architecture steps on split training data."""
-    from .search import Search, SearchDiverged, SearchInterrupted
+    from .loop import Search, SearchDiverged, SearchInterrupted
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
@@ -118,7 +118,7 @@ def search(ctx: click.Context, epochs: Optional[int], topo_disable: tuple[str, .
 @click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK",
               help="Benchmark CSV (or $TOPONAS_BENCHMARK).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def lookup(arch: str, benchmark: Optional[str], as_json: bool) -> None:
+def lookup(arch: str, benchmark: str | None, as_json: bool) -> None:
     """Print the benchmark accuracies of a NAS-Bench-201 cell string."""
     try:
         table = BenchmarkTable.load(benchmark)
@@ -130,6 +130,85 @@ def lookup(arch: str, benchmark: Optional[str], as_json: bool) -> None:
     else:
         for name, value in values.items():
             click.echo(f"{name}: {value:.2f}")
+
+
+@main.command()
+@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--topo", "mode", default="full", show_default=True, type=click.Choice(MODES))
+@click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
+@click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--image-size", default=32, show_default=True, type=click.IntRange(min=4))
+def explain(space: str, mode: str, topo_disable: tuple[str, ...], channels: int, batch_size: int,
+            image_size: int) -> None:
+    """Show an edge before and after simplification: primitives, convolutions, saved tensors, MACs."""
+    from . import topo
+    from .spaces import create_space
+
+    click.echo(topo.explain(create_space(space), mode, disable=topo_disable, channels=channels,
+                            height=image_size, width=image_size, batch=batch_size))
+
+
+@main.command()
+@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--topo", "mode", default="full", show_default=True, type=click.Choice(("exact", "full")))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--trials", default=3, show_default=True, type=click.IntRange(min=1))
+def verify(space: str, mode: str, seed: int, trials: int) -> None:
+    """Check the simplifier's promises on random inputs; exit status 1 when one fails."""
+    from . import topo
+    from .spaces import create_space
+
+    report = topo.verify(create_space(space), mode, seed=seed, trials=trials)
+    click.echo(str(report))
+    if not report.ok:
+        fail(f"topo={mode} broke a promise (see the table above)")
+
+
+@main.command()
+@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(STRATEGIES.names()))
+@click.option("--topo", "modes", default="off,exact,full", show_default=True,
+              help="Comma-separated simplifier modes to compare.")
+@click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
+@click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--cells", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--image-size", default=32, show_default=True, type=click.IntRange(min=4))
+@click.option("--steps", default=3, show_default=True, type=click.IntRange(min=1), help="Timed steps of each.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--no-single", is_flag=True, help="Skip the largest single network.")
+@click.option("--json", "json_path", type=click.Path(), help="Write the figures as JSON here.")
+def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...], channels: int, cells: int,
+            batch_size: int, image_size: int, steps: int, warmup: int, device: str, no_single: bool,
+            json_path: str | None) -> None:
+    """Time and memory of one search step per simplifier mode, interleaved on the same batch."""
+    import torch
+
+    from .profiling import format_table, rows_to_json
+    from .profiling import profile as run_profile
+    from .loop.search import resolve_device
+
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in mode_list if m not in MODES]
+    if bad or not mode_list:
+        fail(f"unknown --topo mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
+    try:
+        dev = resolve_device(device)
+    except ConfigError as e:
+        fail(str(e))
+    rows = run_profile(space, strategy, mode_list, channels=channels, cells=cells, batch_size=batch_size,
+                       image_size=image_size, steps=steps, warmup=warmup, device=dev, disable=topo_disable,
+                       single=not no_single, log=lambda m: click.echo(m, err=True))
+    click.echo(f"{space}, {strategy}, C={channels}, N={cells}, batch {batch_size}, {image_size}x{image_size}, "
+               f"device {dev}, torch threads {torch.get_num_threads()}, median of {steps} interleaved steps")
+    click.echo(format_table(rows))
+    if json_path:
+        Path(json_path).write_text(json.dumps({
+            "space": space, "strategy": strategy, "channels": channels, "cells": cells,
+            "batch_size": batch_size, "image_size": image_size, "device": str(dev), "steps": steps,
+            "torch": torch.__version__, "rows": rows_to_json(rows)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

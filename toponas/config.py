@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -25,18 +26,18 @@ class SearchConfig:
     space: str = "nb201"
     strategy: str = "darts-v1"
     dataset: str = "cifar10"
-    data: Optional[str] = None
-    subset: Optional[int] = None
+    data: str | None = None
+    subset: int | None = None
     batch_size: int = 64
     channels: int = 16
     cells: int = 5
     seed: int = 0
     out: str = "runs/search"
-    benchmark: Optional[str] = None
+    benchmark: str | None = None
     topo: str = "off"
     topo_disable: tuple[str, ...] = ()
     device: str = "auto"
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     hyper: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -48,7 +49,7 @@ class SearchConfig:
         self.topo_disable = tuple(self.topo_disable)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> SearchConfig:
         """Build from a mapping; unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -57,7 +58,7 @@ class SearchConfig:
         return cls(**values)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SearchConfig":
+    def load(cls, path: str | os.PathLike) -> SearchConfig:
         """Read a ``config.json`` written by an earlier run (or by hand)."""
         path = Path(path)
         if path.is_dir():
@@ -71,7 +72,7 @@ class SearchConfig:
         values.pop("resolved_hyper", None)
         return cls.from_dict(values)
 
-    def replace(self, **changes: Any) -> "SearchConfig":
+    def replace(self, **changes: Any) -> SearchConfig:
         """A copy with some fields changed (the command line over a config file)."""
         return dataclasses.replace(self, **changes)
 

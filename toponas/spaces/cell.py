@@ -6,8 +6,8 @@ A cell string lists, for each node 1..3, the operation on the edge from every ea
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 
 class CellError(ValueError):
@@ -24,7 +24,7 @@ class Cell:
     nodes: tuple[tuple[tuple[str, int], ...], ...]
 
     @classmethod
-    def parse(cls, text: str, ops: Iterable[str] | None = None, num_nodes: int = 4) -> "Cell":
+    def parse(cls, text: str, ops: Iterable[str] | None = None, num_nodes: int = 4) -> Cell:
         """Parse a cell string, with errors that name the faulty part.
 
         ``ops`` restricts the operation names (``None``: any name); ``num_nodes`` counts node 0.
@@ -69,7 +69,7 @@ class Cell:
         return cls(tuple(nodes))
 
     @classmethod
-    def from_ops(cls, ops: Sequence[str]) -> "Cell":
+    def from_ops(cls, ops: Sequence[str]) -> Cell:
         """Build a cell from one operation per edge, in edge order ``1<-0, 2<-0, 2<-1, 3<-0, ...``."""
         nodes, k, i = [], 0, 1
         while k < len(ops):

@@ -7,8 +7,8 @@ with simplified ones that compute the same thing for less.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -26,9 +26,9 @@ class Mixing:
     """
 
     weights: dict[str, torch.Tensor]
-    active: Optional[dict[str, list[list[int]]]] = None
+    active: dict[str, list[list[int]]] | None = None
 
-    def edge(self, group: str, index: int) -> tuple[torch.Tensor, Optional[list[int]]]:
+    def edge(self, group: str, index: int) -> tuple[torch.Tensor, list[int] | None]:
         """Weights and active candidates of one edge of ``group``."""
         active = None if self.active is None else self.active[group][index]
         return self.weights[group][index], active
@@ -48,7 +48,7 @@ class MixedEdge(nn.Module):
         self.ops = nn.ModuleList(build_chain(s, channels) for s in self.specs)
 
     def forward(
-        self, x: torch.Tensor, weights: torch.Tensor, active: Optional[Sequence[int]] = None
+        self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None
     ) -> torch.Tensor:
         """``sum_i w_i * op_i(x)``; with ``active`` only those ops run (others add ``w_i``)."""
         if active is None:

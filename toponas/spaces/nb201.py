@@ -7,7 +7,7 @@ matrix (edges x candidates) is shared by all cells: its group is called ``"cell"
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -235,7 +235,7 @@ class NB201Space:
 
     def build_network(self, cell: Cell | str, channels: int = 16, cells: int = 5,
                       num_classes: int = 10, in_channels: int = 3,
-                      bn: Optional[BN] = None) -> Network:
+                      bn: BN | None = None) -> Network:
         """The discrete network of ``cell`` from the original operations.
 
         ``bn`` defaults to affine BN with running statistics (retraining); pass the search BN to

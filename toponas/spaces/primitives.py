@@ -8,7 +8,6 @@ it; :func:`build_chain` turns a chain into the ordinary PyTorch modules the plai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from torch import nn
@@ -78,7 +77,7 @@ class Zero:
     stride: int = 1
 
 
-Primitive = Union[ReLU, Conv, BN, AvgPool, MaxPool, Identity, Zero]
+Primitive = ReLU | Conv | BN | AvgPool | MaxPool | Identity | Zero
 
 
 @dataclass(frozen=True)

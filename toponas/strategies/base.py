@@ -8,8 +8,9 @@ A strategy is a small override of :class:`Strategy`: DARTS is the base itself, G
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -40,7 +41,7 @@ class Hyper:
     arch_first: bool = False  # reference order: weight step, then architecture step
 
     @classmethod
-    def resolve(cls, overrides: Mapping[str, Any] | None = None) -> "Hyper":
+    def resolve(cls, overrides: Mapping[str, Any] | None = None) -> Hyper:
         """Defaults with ``overrides`` on top; unknown keys are an error listing the known ones."""
         overrides = dict(overrides or {})
         names = {f.name: f for f in dataclasses.fields(cls)}

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclass
@@ -29,14 +29,14 @@ class SearchResult:
     device: str
     alphas: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
-    benchmark: Optional[dict[str, float]] = None
-    out_dir: Optional[str] = None
+    benchmark: dict[str, float] | None = None
+    out_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SearchResult":
+    def load(cls, path: str | os.PathLike) -> SearchResult:
         """Read a ``result.json`` (or the run directory holding it)."""
         path = Path(path)
         if path.is_dir():

@@ -13,8 +13,8 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
@@ -72,7 +72,7 @@ class Search:
         resume: bool = False,
         progress: bool = True,
         log: Callable[[str], None] = print,
-        interrupt_after: Optional[int] = None,
+        interrupt_after: int | None = None,
     ) -> None:
         self.config = config
         self.resume = resume
@@ -83,7 +83,7 @@ class Search:
         self._stop = False
 
     # -- set-up --------------------------------------------------------------------------------
-    def _check_out_dir(self) -> Optional[dict]:
+    def _check_out_dir(self) -> dict | None:
         ckpt_path = self.out / CHECKPOINT
         if not self.resume:
             if ckpt_path.exists() or (self.out / "result.json").exists():
@@ -156,7 +156,7 @@ class Search:
         write_json(self.out / "config.json", resolved)
 
     # -- checkpoint ----------------------------------------------------------------------------
-    def _save(self, epoch: int, step: int, partial: Optional[dict]) -> None:
+    def _save(self, epoch: int, step: int, partial: dict | None) -> None:
         save_checkpoint(self.out / CHECKPOINT, {
             "config": self.config.to_dict(),
             "epoch": epoch,
@@ -284,7 +284,7 @@ class Search:
         self.log(line)
         self._save(epoch + 1, 0, None)
 
-    def _lookup(self, cell) -> Optional[dict]:
+    def _lookup(self, cell) -> dict | None:
         if self.benchmark is None:
             return None
         try:
