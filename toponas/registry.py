@@ -6,7 +6,8 @@ depends on an import having happened elsewhere. An unknown name is an error list
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
