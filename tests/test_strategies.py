@@ -47,7 +47,7 @@ def test_one_step_updates_weights_and_architecture(name):
 
 def test_unknown_strategy_and_hyperparameter_are_clear_errors():
     space = create_space("nb201")
-    with pytest.raises(UnknownNameError, match="known: darts-v1, darts-v2, gdas"):
+    with pytest.raises(UnknownNameError, match="known: beta-darts, darts-v1, darts-v2, drnas, gdas, snas"):
         create_strategy("darts-v3", space)
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         create_strategy("darts-v1", space, {"learning_rate": 1})
@@ -136,3 +136,51 @@ def test_gdas_derives_from_alpha_not_from_the_last_sample():
         strategy.alphas["cell"].zero_()
         strategy.alphas["cell"][:, 2] = 5.0
     assert strategy.derive().ops == ["nor_conv_1x1"] * 6
+
+
+def test_drnas_mixes_with_reparameterized_dirichlet_samples():
+    space, model, strategy, ctx, batch = make("drnas")
+    w1, w2 = strategy.mixing().weights["cell"], strategy.mixing().weights["cell"]
+    torch.testing.assert_close(w1.sum(-1), torch.ones(6))
+    assert (w1 > 0).all() and not torch.equal(w1, w2)  # a fresh sample per forward pass
+    w1.sum().backward()  # rsample: the sample is differentiable in alpha
+    loss = (w2 * torch.arange(5.0)).sum()
+    (grad,) = torch.autograd.grad(loss, [strategy.alphas["cell"]])
+    assert grad.abs().sum() > 0
+    assert strategy.regularizer(0) == 0.0  # l2 by default: Adam weight decay
+    kl = create_strategy("drnas", space, {"reg": "kl"})
+    assert kl.hyper.a_wd == 0.0 and kl.regularizer(0).item() > 0
+    with torch.no_grad():
+        kl.alphas["cell"].zero_()  # ELU(0) + 1 = 1: Dir(1) itself, KL zero
+    assert kl.regularizer(0).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="choose l2 or kl"):
+        create_strategy("drnas", space, {"reg": "l1"})
+    assert strategy.hyper.arch_first and not strategy.hyper.w_nesterov and strategy.hyper.epochs == 100
+
+
+def test_snas_soft_gumbel_weights_and_temperature():
+    space, model, strategy, ctx, batch = make("snas")
+    w = strategy.mixing().weights["cell"]
+    torch.testing.assert_close(w.sum(-1), torch.ones(6))
+    assert ((w > 0) & (w < 1)).all() and strategy.mixing().active is None
+    strategy.new_epoch(0, 100)
+    assert strategy.tau.item() == pytest.approx(10.0)
+    strategy.new_epoch(99, 100)
+    assert strategy.tau.item() == pytest.approx(1.0)
+
+
+def test_beta_darts_regularizer_is_the_scheduled_beta_decay():
+    space, model, strategy, ctx, batch = make("beta-darts")
+    alpha = strategy.alphas["cell"]
+    assert strategy.regularizer(0) == 0.0
+    expected = 0.5 * 40 * torch.logsumexp(alpha, -1).mean()
+    torch.testing.assert_close(strategy.regularizer(40), expected)
+    # the architecture gradient includes the regularizer's
+    ctx.epoch = 40
+    ctx.a_optimizer.step = lambda: None
+    strategy.arch_step(ctx, *batch)
+    with_reg = alpha.grad.clone()
+    ctx.epoch = 0
+    strategy.arch_step(ctx, *batch)
+    (reg_grad,) = torch.autograd.grad(strategy.regularizer(40), [alpha])
+    torch.testing.assert_close(with_reg - alpha.grad, reg_grad)

@@ -8,10 +8,11 @@ from typing import Any
 from ..registry import Registry
 from .base import Hyper, StepContext, StepStats, Strategy
 from .darts import DartsV1, DartsV2
+from .drnas import SNAS, BetaDARTS, DrNAS
 from .gdas import GDAS
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (DartsV1, DartsV2, GDAS):
+for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS):
     STRATEGIES.register(_cls.name)(_cls)
 
 
