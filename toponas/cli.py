@@ -48,7 +48,7 @@ def parse_hyper(values: tuple[str, ...]) -> dict[str, str]:
 
 
 # Options whose value goes into SearchConfig under the same name.
-CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "batch_size", "channels", "cells",
+CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size", "batch_size", "channels", "cells",
                   "seed", "out", "benchmark", "topo", "device", "cache_dir")
 
 
@@ -59,6 +59,7 @@ CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "batch_size"
 @click.option("--data", type=click.Path(), help="Dataset path: official archive/batches, image folder or "
               "archive of one (downloads CIFAR into the cache when omitted and online).")
 @click.option("--subset", type=click.IntRange(min=2), help="Keep N stratified training images (quick runs).")
+@click.option("--image-size", type=click.IntRange(min=4), help="Resize images to this side (cheaper searches).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Search epochs [default: the strategy's].")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1), help="C")
@@ -186,9 +187,9 @@ def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...]
     """Time and memory of one search step per simplifier mode, interleaved on the same batch."""
     import torch
 
+    from .loop.search import resolve_device
     from .profiling import format_table, rows_to_json
     from .profiling import profile as run_profile
-    from .loop.search import resolve_device
 
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     bad = [m for m in mode_list if m not in MODES]
@@ -209,6 +210,56 @@ def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...]
             "space": space, "strategy": strategy, "channels": channels, "cells": cells,
             "batch_size": batch_size, "image_size": image_size, "device": str(dev), "steps": steps,
             "torch": torch.__version__, "rows": rows_to_json(rows)}, indent=2) + "\n")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(), help="Sweep directory (one sub-directory per run).")
+@click.option("--strategies", default=",".join(STRATEGIES.names()), show_default=True)
+@click.option("--topo", "modes", default="off,full", show_default=True)
+@click.option("--seeds", default="0,1", show_default=True)
+@click.option("--budget", default="cpu", show_default=True, type=click.Choice(["cpu", "reference", "none"]),
+              help="Preset search options shared by every run (see docs/quality.md).")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1), help="Runs in parallel.")
+@click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS))
+@click.option("--data", type=click.Path(), help="Dataset path, as for search.")
+@click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK", help="Benchmark CSV.")
+@click.option("--set", "sets", multiple=True, metavar="OPTION=VALUE",
+              help="Override a budget option, e.g. --set epochs=20 --set subset=5000.")
+@click.option("--summary-only", is_flag=True, help="Only rebuild summary.csv / summary.md from finished runs.")
+def sweep(out: str, strategies: str, modes: str, seeds: str, budget: str, jobs: int, dataset: str,
+          data: str | None, benchmark: str | None, sets: tuple[str, ...], summary_only: bool) -> None:
+    """Run a grid of searches (strategies x topo modes x seeds), resumable, and summarize it."""
+    from .sweep import BUDGETS, plan, summarize
+    from .sweep import markdown as to_markdown
+    from .sweep import sweep as run_sweep
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGIES]
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    bad_modes = [m for m in mode_list if m not in MODES]
+    if unknown or bad_modes:
+        fail(f"unknown strategies/modes {', '.join(unknown + bad_modes)}; strategies: "
+             f"{', '.join(STRATEGIES.names())}; modes: {', '.join(MODES)}")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--seeds expects comma-separated integers, got {seeds!r}")
+    options = dict(BUDGETS.get(budget, {}))
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--set expects OPTION=VALUE, got {item!r}")
+        options[key.strip().replace("_", "-")] = value.strip()
+    options["dataset"] = dataset
+    if data:
+        options["data"] = str(Path(data).resolve())
+    if benchmark:
+        options["benchmark"] = str(Path(benchmark).resolve())
+    if summary_only:
+        rows = summarize(out, plan(names, mode_list, seed_list))
+    else:
+        rows = run_sweep(out, names, mode_list, seed_list, options, jobs=jobs, log=click.echo)
+    click.echo(to_markdown(rows) if rows else "no finished runs yet")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.subset is not None and self.subset < 2:
             raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
+        if self.image_size is not None and self.image_size < 4:
+            raise ConfigError(f"image_size must be at least 4 pixels, got {self.image_size}")
         for name in ("batch_size", "channels", "cells"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

@@ -1,0 +1,156 @@
+"""A grid of searches (strategies x simplifier modes x seeds) with one budget, and its summary table.
+
+Each run is an ordinary ``toponas search`` in its own directory, started as a subprocess so runs
+go in parallel where cores allow. A run whose ``result.json`` exists is not run again, and a run
+that was killed continues from its checkpoint, so a killed sweep resumes by running it again.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Budgets: search options shared by every run of a sweep. ``cpu`` finishes the default grid
+#: (6 strategies x off/full x 2 seeds) in about 90 minutes on 2 cores; ``reference`` is the
+#: NAS-Bench-201 setting (full training set, C=16, N=5, 32x32, each strategy's own epochs) for a GPU.
+BUDGETS: dict[str, dict[str, str]] = {
+    "cpu": {"subset": "2000", "channels": "8", "cells": "1", "epochs": "8", "batch-size": "64",
+            "image-size": "16"},
+    "reference": {"channels": "16", "cells": "5", "batch-size": "64"},
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the grid."""
+
+    strategy: str
+    topo: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.strategy}-topo_{self.topo}-seed{self.seed}"
+
+
+def plan(strategies: Sequence[str], modes: Sequence[str], seeds: Sequence[int]) -> list[Run]:
+    return [Run(s, m, seed) for s, m, seed in itertools.product(strategies, modes, seeds)]
+
+
+def run_command(run: Run, out: Path, options: dict[str, str], extra: Sequence[str]) -> list[str]:
+    """The ``toponas search`` command line of one run (``--resume`` continues a killed one)."""
+    cmd = [sys.executable, "-m", "toponas.cli", "search", "--strategy", run.strategy, "--topo", run.topo,
+           "--seed", str(run.seed), "--out", str(out / run.name), "--resume", "--no-progress"]
+    for key, value in options.items():
+        cmd += [f"--{key}", value]
+    return cmd + list(extra)
+
+
+def sweep(
+    out: str | os.PathLike,
+    strategies: Sequence[str],
+    modes: Sequence[str],
+    seeds: Sequence[int],
+    options: dict[str, str],
+    extra: Sequence[str] = (),
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Run every unfinished run of the grid (``jobs`` at a time), then write the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan(strategies, modes, seeds)
+    todo = [r for r in runs if not (out / r.name / "result.json").exists()]
+    log(f"{len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run, {jobs} at a time")
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+    def one(run: Run) -> tuple[Run, int]:
+        (out / run.name).mkdir(parents=True, exist_ok=True)
+        with open(out / run.name / "log.txt", "a") as f:
+            code = subprocess.call(run_command(run, out, options, extra), stdout=f, stderr=subprocess.STDOUT,
+                                   env=env, stdin=subprocess.DEVNULL)
+        return run, code
+
+    failed = []
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for run, code in pool.map(one, todo):
+            status = "done" if code == 0 else f"FAILED (exit {code}, see {out / run.name / 'log.txt'})"
+            log(f"{run.name}: {status}")
+            if code != 0:
+                failed.append(run.name)
+    rows = summarize(out, runs)
+    if failed:
+        log(f"{len(failed)} run(s) failed: {', '.join(failed)}; run the sweep again to retry them")
+    return rows
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def summarize(out: str | os.PathLike, runs: Sequence[Run] | None = None, dataset: str = "cifar10") -> list[dict]:
+    """Group finished runs by (strategy, topo) and write ``summary.csv`` and ``summary.md``."""
+    out = Path(out)
+    results = []
+    for path in sorted(out.glob("*/result.json")):
+        if runs is not None and path.parent.name not in {r.name for r in runs}:
+            continue
+        results.append((path.parent.name, json.loads(path.read_text())))
+    groups: dict[tuple[str, str], list[tuple[str, dict]]] = {}
+    for name, res in results:
+        groups.setdefault((res["strategy"], res["topo"]), []).append((name, res))
+    rows = []
+    for (strategy, mode), items in sorted(groups.items()):
+        acc = [(r.get("benchmark") or {}).get(dataset) for _, r in items]
+        acc_mean, acc_std = _mean_std(acc)
+        sec_mean, _ = _mean_std([r["search_seconds"] for _, r in items])
+        ms_mean, _ = _mean_std([r["ms_per_step"] for _, r in items])
+        mem_mean, _ = _mean_std([r["peak_memory_bytes"] / 2**20 for _, r in items])
+        rows.append({
+            "strategy": strategy, "topo": mode, "runs": len(items),
+            f"{dataset}_mean": acc_mean, f"{dataset}_std": acc_std,
+            "accuracies": " ".join("n/a" if a is None else f"{a:.2f}" for a in acc),
+            "search_seconds": sec_mean, "ms_per_step": ms_mean, "peak_memory_mib": mem_mean,
+            "cells": " ".join(r["genotype"] for _, r in items),
+            "run_dirs": " ".join(name for name, _ in items),
+        })
+    if rows:
+        with open(out / "summary.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        (out / "summary.md").write_text(markdown(rows, dataset) + "\n")
+    return rows
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(rows: Sequence[dict], dataset: str = "cifar10") -> str:
+    """The summary as a Markdown table."""
+    lines = [
+        f"| strategy | topo | runs | {dataset} mean ± std | per run | search s | ms/step | peak MiB | run dirs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['strategy']} | {r['topo']} | {r['runs']} | {_fmt(r[f'{dataset}_mean'])} ± "
+            f"{_fmt(r[f'{dataset}_std'])} | {r['accuracies']} | {_fmt(r['search_seconds'], 0)} | "
+            f"{_fmt(r['ms_per_step'], 1)} | {_fmt(r['peak_memory_mib'], 0)} | {r['run_dirs']} |"
+        )
+    return "\n".join(lines)
