@@ -28,6 +28,7 @@ class SearchConfig:
     dataset: str = "cifar10"
     data: str | None = None
     subset: int | None = None
+    image_size: int | None = None
     batch_size: int = 64
     channels: int = 16
     cells: int = 5

@@ -31,9 +31,11 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     benchmark: dict[str, float] | None = None
     out_dir: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # strategy-specific fields, written top-level
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        return {**data.pop("extras"), **data}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SearchResult:
@@ -43,7 +45,8 @@ class SearchResult:
             path = path / "result.json"
         data = json.loads(path.read_text())
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        extras = {k: v for k, v in data.items() if k not in known}
+        return cls(**{k: v for k, v in data.items() if k in known}, extras=extras)
 
     def summary(self) -> str:
         """A few lines for the terminal."""

@@ -285,6 +285,7 @@ class Search:
             "seconds": sums["seconds"],
             "genotype": str(cell),
             "probabilities": {g: p.cpu().tolist() for g, p in self.strategy.probabilities().items()},
+            **self.strategy.epoch_summary(),
         }
         bench = self._lookup(cell)
         if bench is not None:
@@ -339,6 +340,7 @@ class Search:
             history=self.history,
             benchmark=self._lookup(cell),
             out_dir=str(self.out),
+            extras=self.strategy.result_extras(),
         )
         write_json(self.out / "result.json", result.to_dict())
         return result

@@ -133,6 +133,14 @@ class Strategy(nn.Module):
         """The discrete architecture: the space's derivation applied to the parameters."""
         return self.space.derive({g: a.detach() for g, a in self.alphas.items()})
 
+    def epoch_summary(self) -> dict[str, Any]:
+        """Extra figures for this epoch's line in ``history`` (e.g. sampled architectures)."""
+        return {}
+
+    def result_extras(self) -> dict[str, Any]:
+        """Extra top-level fields of ``result.json`` (e.g. ``samples_total``)."""
+        return {}
+
     def probabilities(self) -> dict[str, torch.Tensor]:
         """Per-edge candidate probabilities for logs and reports."""
         return {g: F.softmax(a.detach(), dim=-1) for g, a in self.alphas.items()}
