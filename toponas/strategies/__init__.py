@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..registry import Registry
+from . import advantage, fpnas, parsec
 from .base import Hyper, StepContext, StepStats, Strategy
 from .darts import DartsV1, DartsV2
 from .drnas import SNAS, BetaDARTS, DrNAS
 from .gdas import GDAS
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS):
+for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS, parsec.PARSEC, fpnas.FPNAS,
+             advantage.AdvantageNAS):
     STRATEGIES.register(_cls.name)(_cls)
 
 
