@@ -262,5 +262,14 @@ def sweep(out: str, strategies: str, modes: str, seeds: str, budget: str, jobs: 
     click.echo(to_markdown(rows) if rows else "no finished runs yet")
 
 
+def _register_extra_commands() -> None:
+    from .commands_extra import export, report, train
+
+    for command in (train, export, report):
+        main.add_command(command)
+
+
+_register_extra_commands()
+
 if __name__ == "__main__":
     main()

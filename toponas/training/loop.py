@@ -1,0 +1,368 @@
+"""The training loop: retrain a discrete network from scratch, with checkpoints, resume and ``train.json``.
+
+It follows the search loop (``toponas.loop.search``): atomic checkpoints after every epoch, the RNG
+seeded per step and batches drawn per (seed, epoch, step) so a resumed run ends bitwise equal to an
+uninterrupted one (on the same device), the first Ctrl-C finishes the step and saves, a NaN loss
+stops with the last good checkpoint kept. On CUDA the network runs in the channels-last memory
+format (1.5x faster steps for the NB201 network on an H100) and, with ``amp``, under autocast
+(bfloat16 where the GPU supports it, else float16 with loss scaling).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from ..config import ConfigError
+from ..data import eval_batches, load_dataset
+from ..loop.checkpoint import CHECKPOINT, save_checkpoint, write_json
+from ..loop.search import resolve_device, step_seed
+from ..spaces import create_space
+from .arch import MODEL_FILE, TRAIN_JSON
+from .batches import TrainBatches, training_indices
+from .config import TrainConfig
+from .cost import count_mult_adds, count_parameters, format_count
+from .network import build_network, cpu_state, network_meta, read_checkpoint, save_model
+
+
+class TrainDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainInterrupted(RuntimeError):
+    """The run was stopped (Ctrl-C); its state is saved and ``--resume`` continues it."""
+
+
+def scheduled_lr(cfg: TrainConfig, epoch: int, step: int, steps: int) -> float:
+    """Cosine annealing from ``lr`` to ``lr_min`` over the run, per step or per epoch (``cfg.schedule``)."""
+    t = epoch + (step / steps if cfg.schedule == "cosine-step" else 0.0)
+    return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t / cfg.epochs)) / 2
+
+
+@contextlib.contextmanager
+def sigint_sets(flag: Callable[[], None], stopping: Callable[[], bool]) -> Iterator[None]:
+    """First Ctrl-C calls ``flag`` (finish the step, save, stop); a second one stops at once."""
+    def handler(signum, frame):
+        if stopping():
+            raise KeyboardInterrupt
+        flag()
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+class Trainer:
+    """One training run in ``config.out``: set up, run epochs, evaluate, write ``train.json`` and ``model.pt``.
+
+    ``space`` overrides the registered space named by ``config.space`` (an object with ``parse`` and
+    ``build_network``); ``interrupt_after`` simulates Ctrl-C after that many steps (tests).
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True,
+                 log: Callable[[str], None] = print, interrupt_after: int | None = None,
+                 space: Any = None) -> None:
+        self.config = config
+        self.resume = resume
+        self.progress = progress
+        self._log = log
+        self.interrupt_after = interrupt_after
+        self.space = space
+        self.out = Path(config.out)
+        self._stop = False
+
+    def log(self, line: str) -> None:
+        """Print a line and append it to ``RUN/log.txt``."""
+        self._log(line)
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "log.txt", "a") as f:
+            f.write(line + "\n")
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _saved_state(self) -> dict | None:
+        ckpt = self.out / CHECKPOINT
+        if not self.resume:
+            if ckpt.exists() or (self.out / TRAIN_JSON).exists():
+                raise ConfigError(
+                    f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+            return None
+        if not ckpt.exists():
+            self._log(f"no checkpoint in {self.out}; starting a new run")
+            return None
+        state = read_checkpoint(ckpt)
+        if "network" not in state or "config" not in state:
+            raise ConfigError(f"{ckpt} is not a checkpoint of `toponas train`; choose another --out")
+        diffs = TrainConfig.from_dict(state["config"]).differences(self.config)
+        if diffs:
+            raise ConfigError("cannot resume with a different configuration: " + "; ".join(diffs))
+        return state
+
+    def setup(self) -> None:
+        cfg = self.config
+        state = self._saved_state()
+        self.device = resolve_device(cfg.device)
+        cuda = self.device.type == "cuda"
+        if self.space is None:
+            self.space = create_space(cfg.space)
+        genotype = str(self.space.parse(cfg.arch))
+        self.ds = load_dataset(cfg.dataset, cfg.data, cache_dir=cfg.cache_dir, progress=self.progress)
+        indices = training_indices(self.ds, cfg.subset, cfg.seed)
+        self.batches = TrainBatches(self.ds, indices, cfg.batch_size, cfg.seed, self.device,
+                                    augment=cfg.augment, cutout=cfg.cutout)
+
+        torch.manual_seed(cfg.seed)
+        model = build_network(self.space, genotype, cfg.channels, cfg.cells, self.ds.num_classes,
+                              auxiliary=cfg.aux_weight > 0)
+        if cfg.drop_path and not hasattr(model, "drop_path_prob"):
+            raise ConfigError(f"the {cfg.space} network has no drop-path; leave --drop-path at 0")
+        self.meta = network_meta(cfg.space, genotype, cfg.channels, cfg.cells, self.ds.num_classes,
+                                 self.ds.image_size, self.ds.mean, self.ds.std, self.ds.classes,
+                                 auxiliary=cfg.aux_weight > 0)
+        self.parameters = count_parameters(model)
+        self.mult_adds = count_mult_adds(model, (3, self.ds.image_size, self.ds.image_size))
+
+        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format).train()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.amp_dtype = None
+        if cuda and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.epoch, self.step, self.history, self.step_ms, self.seconds = 0, 0, [], [], 0.0
+        self.partial: dict | None = None
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.epoch, self.step = state["epoch"], state["step"]
+            self.history, self.step_ms = state["history"], state["step_ms"]
+            self.seconds, self.partial = state["seconds"], state.get("partial")
+            self.log(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}")
+        else:
+            self.log(f"train {genotype} ({cfg.space}) on {cfg.dataset}: {len(indices)} images, "
+                     f"{cfg.epochs} epochs, C={cfg.channels}, N={cfg.cells}, batch {cfg.batch_size}, "
+                     f"{format_count(self.parameters)} parameters, {format_count(self.mult_adds)} multiply-adds, "
+                     f"device {self.device}" + (f", {self.amp_dtype} autocast" if self.amp_dtype else ""))
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def _save(self, epoch: int, step: int, partial: dict | None) -> None:
+        save_checkpoint(self.out / CHECKPOINT, {
+            "config": self.config.to_dict(),
+            "network": self.meta,
+            "epoch": epoch,
+            "step": step,
+            "model": cpu_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "history": self.history,
+            "step_ms": self.step_ms,
+            "seconds": self.seconds,
+            "partial": partial,
+        })
+
+    # -- run -----------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train (or continue training) and write ``train.json``; returns its contents."""
+        self.setup()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+        def flag() -> None:
+            self._stop = True
+
+        with sigint_sets(flag, lambda: self._stop):
+            for epoch in range(self.epoch, self.config.epochs):
+                self._run_epoch(epoch)
+        return self._finish()
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x = x.contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            out = self.model(x)
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if aux is not None and cfg.aux_weight:
+                loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+    def _run_epoch(self, epoch: int) -> None:
+        cfg = self.config
+        if cfg.drop_path:
+            self.model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs  # DARTS: a linear ramp
+        self.model.train()
+        steps = len(self.batches)
+        start = self.step if epoch == self.epoch else 0
+        sums = self.partial if (self.partial and start > 0) else {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
+        bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        cuda = self.device.type == "cuda"
+        for step, (x, y) in enumerate(self.batches.epoch(epoch, start), start=start):
+            torch.manual_seed(step_seed(cfg.seed, epoch, step))
+            t0 = time.perf_counter()
+            loss_t, correct_t = self._train_step(x, y, scheduled_lr(cfg, epoch, step, steps))
+            loss = loss_t.item()  # also synchronizes the device
+            if cuda:
+                torch.cuda.synchronize(self.device)
+            dt = time.perf_counter() - t0
+            if not math.isfinite(loss):
+                bar.close()
+                raise TrainDiverged(
+                    f"the training loss became {loss} at epoch {epoch + 1}, step {step + 1}; the last good "
+                    f"checkpoint in {self.out} is kept. Lower the learning rate (--lr) or check the data."
+                )
+            self.step_ms.append(dt * 1000)
+            self.seconds += dt
+            n = len(y)
+            sums["loss"] += loss * n
+            sums["correct"] += int(correct_t)
+            sums["n"] += n
+            sums["seconds"] += dt
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
+            if self.interrupt_after is not None:
+                self.interrupt_after -= 1
+                self._stop = self._stop or self.interrupt_after <= 0
+            if self._stop and step + 1 < steps:
+                bar.close()
+                self._save(epoch, step + 1, sums)
+                raise TrainInterrupted(
+                    f"stopped at epoch {epoch + 1}, step {step + 1}; state saved in {self.out}. "
+                    "Continue with the same command and --resume."
+                )
+        bar.close()
+        self._end_epoch(epoch, sums)
+        if self._stop and epoch + 1 < cfg.epochs:
+            raise TrainInterrupted(
+                f"stopped after epoch {epoch + 1}; state saved in {self.out}. "
+                "Continue with the same command and --resume."
+            )
+
+    def evaluate(self) -> tuple[float, float, float]:
+        """(test loss, test accuracy in 0..1, seconds) over the whole test split, in eval mode."""
+        t0 = time.perf_counter()
+        self.model.eval()
+        loss_sum, correct, n = 0.0, 0, 0
+        with torch.no_grad(), self._autocast():
+            for x, y in eval_batches(self.ds, "test", batch_size=max(256, self.config.batch_size),
+                                     device=self.device):
+                out = self.model(x.contiguous(memory_format=self.memory_format))
+                logits = out[0] if isinstance(out, tuple) else out
+                loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                n += len(y)
+        self.model.train()
+        return loss_sum / max(n, 1), correct / max(n, 1), time.perf_counter() - t0
+
+    def _end_epoch(self, epoch: int, sums: dict) -> None:
+        cfg = self.config
+        n = max(sums["n"], 1)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": scheduled_lr(cfg, epoch, 0, len(self.batches)),
+            "loss": sums["loss"] / n,
+            "train_acc": sums["correct"] / n,
+            "seconds": sums["seconds"],
+        }
+        line = (f"epoch {epoch + 1}/{cfg.epochs}  lr {record['lr']:.4f}  loss {record['loss']:.3f}  "
+                f"train-acc {record['train_acc']:.3f}")
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            record["test_loss"], record["test_acc"], record["eval_seconds"] = self.evaluate()
+            line += f"  test-loss {record['test_loss']:.3f}  test-acc {record['test_acc']:.3f}"
+        line += f"  {record['seconds']:.1f}s"
+        self.history.append(record)
+        self.log(line)
+        self._save(epoch + 1, 0, None)
+
+    def _finish(self) -> dict[str, Any]:
+        cfg = self.config
+        last = self.history[-1] if self.history else {}
+        if "test_acc" not in last:  # resumed a run that had finished without a final evaluation
+            last["test_loss"], last["test_acc"], last["eval_seconds"] = self.evaluate()
+        if self.device.type == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated(self.device), "cuda_max_memory_allocated"
+        else:
+            scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+            peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "cpu_max_rss"
+        save_model(self.out / MODEL_FILE, self.model, self.meta)
+        result = {
+            "arch": self.meta["arch"],
+            "space": cfg.space,
+            "dataset": cfg.dataset,
+            "source": cfg.source,
+            "epochs": cfg.epochs,
+            "train_images": len(self.batches.indices),
+            "test_images": len(self.ds.test_y),
+            "test_accuracy": last.get("test_acc"),
+            "test_loss": last.get("test_loss"),
+            "train_accuracy": last.get("train_acc"),
+            "parameters": self.parameters,
+            "mult_adds": self.mult_adds,
+            "seconds": self.seconds + sum(r.get("eval_seconds", 0.0) for r in self.history),
+            "train_seconds": self.seconds,
+            "ms_per_step": statistics.median(self.step_ms) if self.step_ms else None,
+            "steps": len(self.step_ms),
+            "peak_memory_bytes": int(peak),
+            "peak_memory_kind": kind,
+            "device": str(self.device),
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
+            "network": self.meta,
+            "config": cfg.to_dict(),
+            "history": self.history,
+        }
+        write_json(self.out / TRAIN_JSON, result)
+        return result
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = False,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run :class:`Trainer` from Python; returns the contents of ``train.json``."""
+    return Trainer(config, resume=resume, progress=progress, log=log).run()
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    acc = result.get("test_accuracy")
+    return "\n".join([
+        f"cell        {result['arch']}",
+        f"network     {format_count(result['parameters'])} parameters ({result['parameters']:,}), "
+        f"{format_count(result['mult_adds'])} multiply-adds per image",
+        f"test        accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'} on {result['test_images']:,} "
+        f"{result['dataset']} test images after {result['epochs']} epochs",
+        f"cost        {result['seconds']:.1f} s ({result['ms_per_step'] or float('nan'):.1f} ms/step, "
+        f"device {result['device']})",
+    ])
