@@ -63,7 +63,8 @@ CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size"
 @click.option("--epochs", type=click.IntRange(min=1), help="Search epochs [default: the strategy's].")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1), help="C")
-@click.option("--cells", default=5, show_default=True, type=click.IntRange(min=1), help="Cells per stage (N).")
+@click.option("--cells", "--layers", "cells", type=click.IntRange(min=1),
+              help="Cells per stage N (nb201, default 5) or layers (darts, default 8).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", default="runs/search", show_default=True, type=click.Path(), help="Run directory.")
 @click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK",
@@ -173,7 +174,7 @@ def verify(space: str, mode: str, seed: int, trials: int) -> None:
               help="Comma-separated simplifier modes to compare.")
 @click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
 @click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--cells", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--cells", "--layers", "cells", type=click.IntRange(min=1), help="Default: the space's.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--image-size", default=32, show_default=True, type=click.IntRange(min=4))
 @click.option("--steps", default=3, show_default=True, type=click.IntRange(min=1), help="Timed steps of each.")
@@ -181,7 +182,7 @@ def verify(space: str, mode: str, seed: int, trials: int) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--no-single", is_flag=True, help="Skip the largest single network.")
 @click.option("--json", "json_path", type=click.Path(), help="Write the figures as JSON here.")
-def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...], channels: int, cells: int,
+def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...], channels: int, cells: int | None,
             batch_size: int, image_size: int, steps: int, warmup: int, device: str, no_single: bool,
             json_path: str | None) -> None:
     """Time and memory of one search step per simplifier mode, interleaved on the same batch."""
@@ -202,8 +203,8 @@ def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...]
     rows = run_profile(space, strategy, mode_list, channels=channels, cells=cells, batch_size=batch_size,
                        image_size=image_size, steps=steps, warmup=warmup, device=dev, disable=topo_disable,
                        single=not no_single, log=lambda m: click.echo(m, err=True))
-    click.echo(f"{space}, {strategy}, C={channels}, N={cells}, batch {batch_size}, {image_size}x{image_size}, "
-               f"device {dev}, torch threads {torch.get_num_threads()}, median of {steps} interleaved steps")
+    click.echo(f"{space}, {strategy}, C={channels}, N={cells or 'default'}, batch {batch_size}, "
+               f"{image_size}x{image_size}, device {dev}, torch threads {torch.get_num_threads()}, median of {steps} interleaved steps")
     click.echo(format_table(rows))
     if json_path:
         Path(json_path).write_text(json.dumps({

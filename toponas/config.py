@@ -31,7 +31,7 @@ class SearchConfig:
     image_size: int | None = None
     batch_size: int = 64
     channels: int = 16
-    cells: int = 5
+    cells: int | None = None  # cells per stage (NB201) or layers (DARTS); None: the space's default
     seed: int = 0
     out: str = "runs/search"
     benchmark: str | None = None
@@ -47,7 +47,7 @@ class SearchConfig:
         if self.image_size is not None and self.image_size < 4:
             raise ConfigError(f"image_size must be at least 4 pixels, got {self.image_size}")
         for name in ("batch_size", "channels", "cells"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         self.topo_disable = tuple(self.topo_disable)
 

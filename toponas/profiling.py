@@ -75,7 +75,7 @@ def profile(
     strategy_name: str = "darts-v1",
     modes: Sequence[str] = ("off", "exact", "full"),
     channels: int = 16,
-    cells: int = 5,
+    cells: int | None = None,
     batch_size: int = 64,
     image_size: int = 32,
     steps: int = 3,
@@ -89,6 +89,7 @@ def profile(
     """Median time per search step and memory figures of each mode (and the largest single net)."""
     device = torch.device(device)
     space = create_space(space_name)
+    cells = cells or space.default_cells
     gen = torch.Generator().manual_seed(seed)
     shape = (batch_size, 3, image_size, image_size)
     batch = [torch.randn(shape, generator=gen), torch.randint(0, 10, (batch_size,), generator=gen),

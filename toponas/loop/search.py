@@ -140,7 +140,8 @@ class Search:
         self.batches = PairedBatches(self.ds, w_idx, a_idx, cfg.batch_size, cfg.seed, self.device)
 
         torch.manual_seed(cfg.seed)
-        model = self.space.build_supernet(cfg.channels, cfg.cells, self.ds.num_classes)
+        model = self.space.build_supernet(cfg.channels, cfg.cells or self.space.default_cells,
+                                          self.ds.num_classes)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
         model = topo.simplify(model, cfg.topo, disable=cfg.topo_disable)
         self.model = model.to(self.device).train()

@@ -185,6 +185,7 @@ class NB201Space:
 
     group = "cell"
     num_nodes = 4
+    default_cells = 5  # cells per stage (N)
 
     def __init__(self, name: str = "nb201", candidates: Sequence[str | OpSpec] = NB201_OPS) -> None:
         specs = []
