@@ -204,7 +204,8 @@ def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...]
                        image_size=image_size, steps=steps, warmup=warmup, device=dev, disable=topo_disable,
                        single=not no_single, log=lambda m: click.echo(m, err=True))
     click.echo(f"{space}, {strategy}, C={channels}, N={cells or 'default'}, batch {batch_size}, "
-               f"{image_size}x{image_size}, device {dev}, torch threads {torch.get_num_threads()}, median of {steps} interleaved steps")
+               f"{image_size}x{image_size}, device {dev}, torch threads {torch.get_num_threads()}, "
+               f"median of {steps} interleaved steps")
     click.echo(format_table(rows))
     if json_path:
         Path(json_path).write_text(json.dumps({
