@@ -116,3 +116,15 @@ def test_one_epoch_search_on_shared_cifar10_looks_up(tmp_path_factory, strategy)
     assert result["history"][0]["benchmark"] == result["benchmark"]
     looked_up = invoke("lookup", result["genotype"], "--benchmark", str(TABLE), "--json")
     assert json.loads(looked_up.output)["cifar10"] == result["benchmark"]["cifar10"]
+
+
+def test_sampling_options_reach_the_strategy(tmp_path):
+    common = ["search", "--dataset", "digits", "--subset", "64", "--batch-size", "16", "--channels", "4", "--cells",
+              "1", "--epochs", "1", "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--no-progress"]
+    r = invoke(*common, "--strategy", "parsec", "--samples", "2", "--out", str(tmp_path / "p"))
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert config["resolved_hyper"]["samples"] == 2
+    assert json.loads((tmp_path / "p" / "result.json").read_text())["samples_total"] == 2 * 2  # 2 steps
+    r = invoke(*common, "--strategy", "darts-v1", "--samples", "2", "--out", str(tmp_path / "d"))
+    assert r.exit_code == 1 and "unknown hyperparameter(s) samples" in r.output

@@ -76,11 +76,17 @@ CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size"
 @click.option("--cache-dir", type=click.Path(), help="Where decoded datasets are cached.")
 @click.option("--hp", "hyper", multiple=True, metavar="KEY=VALUE",
               help="Override a strategy hyperparameter, e.g. --hp w_lr=0.05 --hp tau_max=5.")
+@click.option("--samples", type=click.IntRange(min=1), help="parsec: architectures sampled per step (--hp samples).")
+@click.option("--sample-scale", type=click.FloatRange(min=0, min_open=True),
+              help="fp-nas: K = ceil(scale * entropy) (--hp sample_scale).")
+@click.option("--joint-after", type=int, help="fp-nas: epoch of the factorized-to-joint switch (--hp joint_after).")
+@click.option("--flops-target", type=float, help="fp-nas: FLOPs target in MFLOPs (--hp flops_target).")
 @click.option("--config", "config_file", type=click.Path(), help="Start from a config.json (e.g. RUN/config.json).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
 @click.pass_context
-def search(ctx: click.Context, epochs: int | None, topo_disable: tuple[str, ...], hyper: tuple[str, ...],
+def search(ctx: click.Context, epochs: int | None, samples: int | None, sample_scale: float | None,
+           joint_after: int | None, flops_target: float | None, topo_disable: tuple[str, ...], hyper: tuple[str, ...],
            config_file: str | None, resume: bool, no_progress: bool, **options: Any) -> None:
     """Search an architecture: alternating weight and architecture steps on split training data."""
     from .loop import Search, SearchDiverged, SearchInterrupted
@@ -101,8 +107,9 @@ def search(ctx: click.Context, epochs: int | None, topo_disable: tuple[str, ...]
             changes["topo_disable"] = topo_disable
         hp = dict(base.hyper)
         hp.update(parse_hyper(hyper))
-        if epochs is not None:
-            hp["epochs"] = epochs
+        named = {"epochs": epochs, "samples": samples, "sample_scale": sample_scale, "joint_after": joint_after,
+                 "flops_target": flops_target}
+        hp.update({k: v for k, v in named.items() if v is not None})
         config = base.replace(**changes, hyper=hp)
         result = Search(config, resume=resume, progress=not no_progress, log=click.echo).run()
     except SearchInterrupted as e:
