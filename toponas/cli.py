@@ -37,6 +37,16 @@ def main() -> None:
     """TopoNAS: fast gradient-based neural architecture search."""
 
 
+def load_space(name: str):
+    """The space named on the command line, or one ``error:`` line."""
+    from .spaces import create_space
+
+    try:
+        return create_space(name)
+    except (UnknownNameError, CellError) as e:
+        fail(str(e))
+
+
 def parse_hyper(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in values:
@@ -47,13 +57,15 @@ def parse_hyper(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+SPACE_HELP = f"A registered space ({', '.join(SPACES.names())}) or a .json declaration (docs/spaces.md)."
+
 # Options whose value goes into SearchConfig under the same name.
 CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size", "batch_size", "channels", "cells",
                   "seed", "out", "benchmark", "topo", "device", "cache_dir")
 
 
 @main.command()
-@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--space", default="nb201", show_default=True, help=SPACE_HELP)
 @click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(STRATEGIES.names()))
 @click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS))
 @click.option("--data", type=click.Path(), help="Dataset path: official archive/batches, image folder or "
@@ -142,7 +154,7 @@ def lookup(arch: str, benchmark: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--space", default="nb201", show_default=True, help=SPACE_HELP)
 @click.option("--topo", "mode", default="full", show_default=True, type=click.Choice(MODES))
 @click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
 @click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1))
@@ -152,30 +164,28 @@ def explain(space: str, mode: str, topo_disable: tuple[str, ...], channels: int,
             image_size: int) -> None:
     """Show an edge before and after simplification: primitives, convolutions, saved tensors, MACs."""
     from . import topo
-    from .spaces import create_space
 
-    click.echo(topo.explain(create_space(space), mode, disable=topo_disable, channels=channels,
+    click.echo(topo.explain(load_space(space), mode, disable=topo_disable, channels=channels,
                             height=image_size, width=image_size, batch=batch_size))
 
 
 @main.command()
-@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--space", default="nb201", show_default=True, help=SPACE_HELP)
 @click.option("--topo", "mode", default="full", show_default=True, type=click.Choice(("exact", "full")))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--trials", default=3, show_default=True, type=click.IntRange(min=1))
 def verify(space: str, mode: str, seed: int, trials: int) -> None:
     """Check the simplifier's promises on random inputs; exit status 1 when one fails."""
     from . import topo
-    from .spaces import create_space
 
-    report = topo.verify(create_space(space), mode, seed=seed, trials=trials)
+    report = topo.verify(load_space(space), mode, seed=seed, trials=trials)
     click.echo(str(report))
     if not report.ok:
         fail(f"topo={mode} broke a promise (see the table above)")
 
 
 @main.command()
-@click.option("--space", default="nb201", show_default=True, type=click.Choice(SPACES.names()))
+@click.option("--space", default="nb201", show_default=True, help=SPACE_HELP)
 @click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(STRATEGIES.names()))
 @click.option("--topo", "modes", default="off,exact,full", show_default=True,
               help="Comma-separated simplifier modes to compare.")
@@ -207,6 +217,7 @@ def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...]
         dev = resolve_device(device)
     except ConfigError as e:
         fail(str(e))
+    load_space(space)  # a clear error for an unknown space before any work
     rows = run_profile(space, strategy, mode_list, channels=channels, cells=cells, batch_size=batch_size,
                        image_size=image_size, steps=steps, warmup=warmup, device=dev, disable=topo_disable,
                        single=not no_single, log=lambda m: click.echo(m, err=True))

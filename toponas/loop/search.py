@@ -25,7 +25,7 @@ from .. import topo
 from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
-from ..spaces import create_space
+from ..spaces import CellError, create_space
 from ..strategies import STRATEGIES, StepContext, create_strategy
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, write_json
 from .result import SearchResult
@@ -305,7 +305,7 @@ class Search:
             return None
         try:
             return self.benchmark.lookup(cell)
-        except BenchmarkError as e:
+        except (BenchmarkError, CellError) as e:  # a cell of another space is not in the table
             self.log(f"benchmark: {e}")
             return None
 

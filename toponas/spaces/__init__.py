@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..registry import Registry
 from .cell import Cell, CellError
+from .custom import SpaceFileError, space_from_dict, space_from_file
 from .mixed import MixedEdge, Mixing
-from .nb201 import CANDIDATES, NB201_OPS, NB201Space
+from .nb201 import CANDIDATES, NB201_OPS, WIDE_OPS, NB201Space
 from .primitives import OpSpec
 
 SPACES: Registry[NB201Space] = Registry("search space")
 SPACES.register("nb201")(lambda: NB201Space("nb201", NB201_OPS))
+for _name, _ops in WIDE_OPS.items():
+    SPACES.register(_name)(lambda name=_name, ops=_ops: NB201Space(name, ops))
 
 
 def create_space(name: str) -> NB201Space:
-    """Build a registered search space by name (``toponas.spaces.SPACES.names()`` lists them)."""
+    """Build a registered search space by name, or a user's space from a ``.json`` declaration."""
+    if name.endswith(".json") or Path(name).is_file():
+        return space_from_file(name)
     return SPACES.create(name)
 
 
-__all__ = ["SPACES", "create_space", "Cell", "CellError", "MixedEdge", "Mixing", "NB201Space",
-           "CANDIDATES", "NB201_OPS", "OpSpec"]
+__all__ = ["SPACES", "create_space", "space_from_dict", "space_from_file", "SpaceFileError", "Cell", "CellError",
+           "MixedEdge", "Mixing", "NB201Space", "CANDIDATES", "NB201_OPS", "OpSpec"]

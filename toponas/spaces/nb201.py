@@ -46,11 +46,19 @@ CANDIDATES: dict[str, OpSpec] = {
         OpSpec("nor_conv_5x5", nor_conv(5)),
         OpSpec("nor_conv_7x7", nor_conv(7)),
         OpSpec("dil_conv_3x3", nor_conv(3, dilation=2)),
+        OpSpec("dil_conv_5x5", nor_conv(5, dilation=2)),
         OpSpec("avg_pool_3x3", (AvgPool(3),)),
     )
 }
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+#: Wider NAS-Bench-201 spaces for the scaling study: the same cell with 3, 4 and 6 convolutions.
+WIDE_OPS = {
+    "nb201-wide3": NB201_OPS + ("nor_conv_5x5",),
+    "nb201-wide4": NB201_OPS + ("nor_conv_5x5", "nor_conv_7x7"),
+    "nb201-wide6": NB201_OPS + ("nor_conv_5x5", "nor_conv_7x7", "dil_conv_3x3", "dil_conv_5x5"),
+}
 
 
 class ResNetBlock(nn.Module):
