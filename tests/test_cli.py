@@ -1,7 +1,8 @@
 """The command line: clear errors and exit codes, a search on digits, look-ups, and the shared CIFAR-10.
 
-The CIFAR-10 test is the integration test of issue 2: a 1-epoch search on 512 shared images with
-``--channels 8 --cells 1`` for every strategy, whose cell must look up in the shared table.
+The CIFAR-10 test is the integration test of the search: a 1-epoch search on 512 shared images with
+``--channels 8 --cells 1``, whose cell must look up in the shared table (two strategies here to keep
+the suite short; ``scripts/cifar_smoke.sh`` runs every strategy the same way).
 """
 
 import json
@@ -12,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 
 from toponas.cli import main
-from toponas.strategies import STRATEGIES
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 SHARED = Path(os.environ.get("TOPONAS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -103,7 +103,7 @@ def test_unknown_option_and_choice_are_rejected():
 
 @pytest.mark.skipif(not (CIFAR.exists() and TABLE.exists()),
                     reason=f"shared CIFAR-10 or NAS-Bench-201 table not found under {SHARED} (set TOPONAS_SHARED)")
-@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.parametrize("strategy", ["darts-v1", "gdas"])  # every strategy: scripts/cifar_smoke.sh
 def test_one_epoch_search_on_shared_cifar10_looks_up(tmp_path_factory, strategy):
     cache = tmp_path_factory.getbasetemp() / "cifar-cache"  # shared by the parametrized runs
     out = tmp_path_factory.mktemp(strategy)

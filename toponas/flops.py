@@ -72,7 +72,7 @@ def _stage_sizes(image_size: int) -> list[int]:
 
 def _check_space(space) -> None:
     if not isinstance(space, NB201Space):
-        raise TypeError(f"FLOPs are computed for NAS-Bench-201 style spaces only, not {type(space).__name__}")
+        raise NotImplementedError(f"FLOPs are computed for NAS-Bench-201 style spaces only, not {type(space).__name__}")
 
 
 def cost_table(space: NB201Space, channels: int = 16, cells: int = 5, image_size: int = 32,

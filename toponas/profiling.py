@@ -21,7 +21,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import topo
 from .spaces import create_space
 from .spaces.nb201 import SEARCH_BN
-from .spaces.primitives import Conv
 from .strategies import StepContext, create_strategy
 from .topo.measure import saved_activation_bytes
 
@@ -62,12 +61,8 @@ def _peak(step: Callable[[], object], device: torch.device) -> int | None:
 
 
 def largest_cell(space) -> str:
-    """The cell with the most expensive candidate (most multiply-adds) on every edge."""
-    def cost(spec) -> int:  # multiply-adds per output pixel and channel pair
-        return sum(p.kernel**2 * (1 if p.depthwise else 16) for p in spec.chain if isinstance(p, Conv))
-
-    best = max(space.specs, key=cost)
-    return "+".join("|" + "|".join(f"{best.name}~{j}" for j in range(i)) + "|" for i in range(1, 4))
+    """The architecture with the most expensive candidate everywhere (the space's own definition)."""
+    return str(space.largest_genotype())
 
 
 def profile(
@@ -119,7 +114,7 @@ def profile(
 
         configs[f"topo={mode}"] = (step, forward, model)
     if single:
-        net = space.build_network(largest_cell(space), channels, cells, 10, bn=SEARCH_BN).to(device).train()
+        net = space.build_network(space.largest_genotype(), channels, cells, 10, bn=SEARCH_BN).to(device).train()
         opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
 
         def train_two(net=net, opt=opt):

@@ -129,7 +129,7 @@ class Search:
         self.space = create_space(cfg.space)
         try:
             self.strategy = create_strategy(cfg.strategy, self.space, cfg.hyper)
-        except ValueError as e:
+        except (ValueError, NotImplementedError) as e:  # bad hyperparameters, or not for this space
             raise ConfigError(str(e)) from None
         self.hyper = self.strategy.hyper
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..registry import Registry
 from .cell import Cell, CellError
 from .custom import SpaceFileError, space_from_dict, space_from_file
+from .darts import DartsSpace
 from .mixed import MixedEdge, Mixing
 from .nb201 import CANDIDATES, NB201_OPS, WIDE_OPS, NB201Space
 from .primitives import OpSpec
@@ -15,6 +16,7 @@ SPACES: Registry[NB201Space] = Registry("search space")
 SPACES.register("nb201")(lambda: NB201Space("nb201", NB201_OPS))
 for _name, _ops in WIDE_OPS.items():
     SPACES.register(_name)(lambda name=_name, ops=_ops: NB201Space(name, ops))
+SPACES.register("darts")(lambda: DartsSpace())
 
 
 def create_space(name: str) -> NB201Space:

@@ -230,6 +230,14 @@ class NB201Space:
         return Supernet(lambda c: SearchCell(self.specs, c, self.num_nodes), channels, cells,
                         num_classes, in_channels)
 
+    def largest_genotype(self) -> Cell:
+        """The cell with the most expensive candidate (most multiply-adds) on every edge."""
+
+        def cost(spec: OpSpec) -> int:  # multiply-adds per output pixel, per input channel
+            return sum(p.kernel**2 * (1 if p.depthwise else 16) for p in spec.chain if isinstance(p, Conv))
+
+        return Cell.from_ops([max(self.specs, key=cost).name] * self.num_edges)
+
     def parse(self, text: str) -> Cell:
         """Parse and validate a cell string of this space."""
         return Cell.parse(text, ops=self.op_names, num_nodes=self.num_nodes)

@@ -77,7 +77,21 @@ class Zero:
     stride: int = 1
 
 
-Primitive = ReLU | Conv | BN | AvgPool | MaxPool | Identity | Zero
+@dataclass(frozen=True)
+class Reduce:
+    """Factorized reduction (DARTS ``FactorizedReduce`` without its ReLU and BN): linear, two kernels.
+
+    Two 1x1 convolutions at ``stride``, each giving half of the output channels: the first reads
+    ``x``, the second ``x`` shifted by one pixel (``x[:, :, 1:, 1:]``); their outputs are
+    concatenated. It equals one 3x3 convolution at ``stride`` with padding 1 whose kernel is zero
+    except the centre tap (first half of the output channels) and the bottom-right tap (second
+    half). DARTS' stride-2 ``skip_connect`` is ``relu -> reduce(2) -> bn``.
+    """
+
+    stride: int = 2
+
+
+Primitive = ReLU | Conv | BN | AvgPool | MaxPool | Identity | Zero | Reduce
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,28 @@ class AvgPoolOp(nn.AvgPool2d):
         super().__init__(kernel, stride=stride, padding=kernel // 2, count_include_pad=False)
 
 
+class ReduceOp(nn.Module):
+    """The module of :class:`Reduce`: ``cat([conv_1(x), conv_2(x[:, :, 1:, 1:])], dim=1)``.
+
+    ``conv_1`` gives output channels ``[0, c_out // 2)``, ``conv_2`` the rest; both are 1x1 at
+    ``stride`` without bias (weights ``(c_out // 2, c_in, 1, 1)`` and ``(c_out - c_out // 2, c_in, 1,
+    1)``). On even sizes this is DARTS' computation exactly; on odd sizes the shifted input is padded
+    with one zero row and column, so it stays equal to the padded 3x3 form (where DARTS would fail).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 2) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=stride, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifted = x[:, :, 1:, 1:]  # (B, C, H - 1, W - 1)
+        if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
+            shifted = nn.functional.pad(shifted, (0, 1, 0, 1))
+        return torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)  # (B, C_out, H / s, W / s)
+
+
 def build_primitive(prim: Primitive, channels: int) -> nn.Module:
     """The PyTorch module of one primitive acting on ``channels`` channels (C_in == C_out)."""
     if isinstance(prim, ReLU):
@@ -140,6 +176,8 @@ def build_primitive(prim: Primitive, channels: int) -> nn.Module:
         return nn.Identity()
     if isinstance(prim, Zero):
         return ZeroOp(prim.stride)
+    if isinstance(prim, Reduce):
+        return ReduceOp(channels, channels, prim.stride)
     raise TypeError(f"unknown primitive {prim!r}")
 
 
