@@ -1,0 +1,319 @@
+"""Running plans: a :class:`Program` holds the group plans of one cell and executes them each step.
+
+Per step it first builds every convolution kernel of the cell at once (:meth:`Program.build`): the
+kernels of all items with the same structure, across all groups, are stacked along a leading
+dimension and normalized, padded and weighted in a handful of tensor operations, so that the
+per-group convolution calls receive ready kernels (contiguous slices, no copies). Then each group
+runs (:meth:`Program.run`): sources (shared relu, pooling), one convolution and one bn call per
+:class:`~toponas.topo.plan.ConvCall`, taps, and unplanned chains. A node's terms are summed by
+:func:`combine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spaces.primitives import AvgPool, Conv, MaxPool, Primitive, ReLU
+from .kernels import avg_pool_same, embed_kernel, normalize_kernel
+from .plan import Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, Source, Stack, Tap, chain_name
+
+#: ``(tensor, weight)``: a contribution ``weight * tensor`` to an edge's output (``None``: already weighted).
+Term = tuple[torch.Tensor, torch.Tensor | None]
+#: ``ops(edge, cand)``: the original module chain of candidate ``cand`` on edge ``edge``.
+EdgeOps = Callable[[int, int], nn.Sequential]
+
+
+def apply_prim(prim: Primitive, x: torch.Tensor) -> torch.Tensor:
+    """One parameter-free primitive of a source (relu, pooling), on ``x`` (B, C, H, W)."""
+    if isinstance(prim, ReLU):
+        return F.relu(x)
+    if isinstance(prim, AvgPool):
+        return avg_pool_same(x, prim.kernel)
+    if isinstance(prim, MaxPool):
+        return F.max_pool2d(x, prim.kernel, 1, prim.kernel // 2)
+    raise PlanError(f"primitive {prim!r} cannot be part of a source")
+
+
+def signature(item: ConvBN) -> tuple:
+    """Items with equal signatures build their kernels together (stacked along a leading dim)."""
+    members = tuple((p.cand, pos, p.chain[pos], p.chain[pos + 1]) for p, pos in zip(item.paths, item.positions))
+    return item.floated, members
+
+
+def calls_of(plan: GroupPlan) -> list[tuple[Source, ConvCall]]:
+    """Every convolution call of a plan with its source, in plan order (a loose item is one call)."""
+    out: list[tuple[Source, ConvCall]] = []
+    for it in plan.items:
+        if isinstance(it, ConvBN):
+            out.append((it.source, ConvCall((it,), it.kernel, it.dilation)))
+        elif isinstance(it, Stack):
+            out.extend((it.source, call) for call in it.calls)
+    return out
+
+
+def _blocks(call: ConvCall) -> list[list[ConvBN]]:
+    """Consecutive items of a call with the same signature."""
+    blocks: list[list[ConvBN]] = []
+    for item in call.items:
+        if blocks and signature(blocks[-1][0]) == signature(item):
+            blocks[-1].append(item)
+        else:
+            blocks.append([item])
+    return blocks
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Items of one cell whose kernels are built together: ``(edge, item)`` pairs and the call geometry."""
+
+    items: tuple[tuple[int, ConvBN], ...]
+    kernel: int
+    dilation: int
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A batch's kernels ``(n, C_out, C_in, k, k)``, bn scales and shifts ``(n, C_out)``, and bn eps."""
+
+    kernel: torch.Tensor
+    gamma: torch.Tensor
+    beta: torch.Tensor | None
+    eps: float
+
+
+def _rows(weights: torch.Tensor, edges: Sequence[int]) -> torch.Tensor:
+    """``weights[edges]`` as (n, K): a slice when the edges are consecutive, else a stack of rows."""
+    first = edges[0]
+    if list(edges) == list(range(first, first + len(edges))):
+        return weights[first:first + len(edges)]
+    return torch.stack([weights[k] for k in edges])
+
+
+def build_batch(batch: _Batch, weights: torch.Tensor, ops: EdgeOps) -> _Built:
+    """Kernels, bn scales and shifts of a batch of like items, from the step's weights ``(edges, K)``.
+
+    Unfloated items: the raw kernels, scale ``w * gamma``. Floated items (rule 3): ``sum_i w_i
+    Khat_i`` and scale ``W_G = sum_i w_i`` (the group weight outside the shared bn).
+    """
+    edges = [k for k, _ in batch.items]
+    items = [it for _, it in batch.items]
+    first, n = items[0], len(items)
+    w_rows = _rows(weights, edges)  # (n, K)
+    kernel: torch.Tensor | None = None
+    total: torch.Tensor | None = None
+    for m, (path, pos) in enumerate(zip(first.paths, first.positions)):
+        convs = [ops(k, it.paths[m].cand)[pos] for k, it in batch.items]
+        stacked = torch.stack([c.weight for c in convs])  # (n, C_out, C_in, k, k)
+        w = w_rows[:, path.cand]  # (n,)
+        if first.floated:  # weight the normalized kernel before padding it (fewer elements)
+            stacked = normalize_kernel(stacked) * w.view(n, 1, 1, 1, 1)
+        stacked = embed_kernel(stacked, convs[0].dilation[0], convs[0].kernel_size[0], batch.kernel,
+                               batch.dilation)
+        if first.floated:
+            kernel = stacked if kernel is None else kernel + stacked
+            total = w if total is None else total + w
+        else:
+            kernel, total = stacked, w
+    assert kernel is not None and total is not None
+    c_out = kernel.shape[1]
+    bns = [ops(k, it.paths[0].cand)[it.positions[0] + 1] for k, it in batch.items]
+    if any(bn.eps != bns[0].eps for bn in bns):
+        raise PlanError(f"stacked bn layers differ in eps: {sorted({bn.eps for bn in bns})}")
+    beta = None
+    if not first.floated and bns[0].affine:
+        gamma = torch.stack([bn.weight for bn in bns]) * total.view(n, 1)  # (n, C_out)
+        beta = torch.stack([bn.bias for bn in bns]) * total.view(n, 1)
+    else:
+        gamma = total.unsqueeze(1).expand(n, c_out)
+    return _Built(kernel, gamma, beta, bns[0].eps)
+
+
+class Program:
+    """The group plans of one cell (or one edge) and the batches their kernels are built in.
+
+    ``groups[g] = (edges, plan)``: the plan of the edges reading one input (``edges[slot]`` is the
+    cell's index of the plan's edge slot ``slot``).
+    """
+
+    def __init__(self, groups: Sequence[tuple[tuple[int, ...], GroupPlan]]) -> None:
+        self.groups = list(groups)
+        batches: list[list[tuple[int, ConvBN]]] = []
+        geometry: list[tuple[int, int]] = []
+        index: dict[tuple, int] = {}
+        self.blocks: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # (g, call) -> (batch, start, stop)
+        for g, (edges, plan) in enumerate(self.groups):
+            for c, (_, call) in enumerate(calls_of(plan)):
+                refs = []
+                for block in _blocks(call):
+                    key = (signature(block[0]), call.kernel, call.dilation)
+                    if key not in index:
+                        index[key] = len(batches)
+                        batches.append([])
+                        geometry.append((call.kernel, call.dilation))
+                    i = index[key]
+                    start = len(batches[i])
+                    batches[i].extend((edges[it.slot], it) for it in block)
+                    refs.append((i, start, len(batches[i])))
+                self.blocks[(g, c)] = refs
+        self.batches = [_Batch(tuple(b), *geo) for b, geo in zip(batches, geometry)]
+
+    def build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
+        """Every kernel of the cell for this step's weights ``(edges, K)``."""
+        return [build_batch(b, weights, ops) for b in self.batches]
+
+    def run(self, g: int, x: torch.Tensor, weights: torch.Tensor, built: list[_Built], ops: EdgeOps
+            ) -> list[list[Term]]:
+        """Run group ``g`` on its input ``x`` (B, C, H, W); the terms of each of its edge slots."""
+        edges, plan = self.groups[g]
+        terms: list[list[Term]] = [[] for _ in edges]
+        cache: dict[tuple, torch.Tensor] = {}
+
+        def source(src: Source) -> torch.Tensor:
+            t = x
+            for k in range(1, len(src.prims) + 1):
+                key = (src.prims[:k], src.owners)
+                if key not in cache:
+                    cache[key] = apply_prim(src.prims[k - 1], t)
+                t = cache[key]
+            return t
+
+        for item in plan.items:
+            if isinstance(item, Tap):
+                p = item.path
+                terms[p.slot].append((source(item.source), weights[edges[p.slot], p.cand]))
+            elif isinstance(item, Chain):
+                p = item.path
+                terms[p.slot].append((ops(edges[p.slot], p.cand)(x), weights[edges[p.slot], p.cand]))
+            elif not isinstance(item, (Dropped, ConvBN, Stack)):
+                raise PlanError(f"unknown plan item {item!r}")
+        for c, (src, call) in enumerate(calls_of(plan)):
+            self._conv_call(call, self.blocks[(g, c)], source(src), built, terms)
+        return terms
+
+    @staticmethod
+    def _conv_call(call: ConvCall, refs: list[tuple[int, int, int]], inp: torch.Tensor, built: list[_Built],
+                   terms: list[list[Term]]) -> None:
+        """One conv call on ``inp`` with the stacked kernels, one bn call (weights as its scale), split."""
+        parts = [(built[i], start, stop) for i, start, stop in refs]
+        eps = parts[0][0].eps
+        if any(b.eps != eps for b, _, _ in parts):
+            raise PlanError(f"stacked bn layers differ in eps: {sorted({b.eps for b, _, _ in parts})}")
+        kernels = [b.kernel[s:e] for b, s, e in parts]  # (n_i, C_out, C_in, k, k) each
+        gammas = [b.gamma[s:e] for b, s, e in parts]  # (n_i, C_out) each
+        kernel = kernels[0] if len(kernels) == 1 else torch.cat(kernels)
+        gamma = gammas[0] if len(gammas) == 1 else torch.cat(gammas)
+        beta = None
+        if any(b.beta is not None for b, _, _ in parts):
+            betas = [(b.beta if b.beta is not None else torch.zeros_like(b.gamma))[s:e] for b, s, e in parts]
+            beta = torch.cat(betas).reshape(-1)
+        n, c_out = kernel.shape[:2]
+        kernel = kernel.reshape(n * c_out, *kernel.shape[2:])  # (n C_out, C_in, k, k)
+        pad = call.dilation * (call.kernel - 1) // 2
+        z = F.conv2d(inp, kernel, None, 1, pad, call.dilation)  # (B, n C_out, H, W)
+        y = F.batch_norm(z, None, None, gamma.reshape(-1), beta, True, 0.0, eps)  # batch stats, weights as scale
+        outs = y.split(c_out, dim=1) if n > 1 else (y,)
+        for item, out in zip(call.items, outs):
+            terms[item.slot].append((out, None))
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum(plain) + sum_k w_k * src_k`` accumulated in place; backward keeps only ``src_k`` and ``w_k``.
+
+    Cheaper than chained ``addcmul``: one new tensor in forward, and in backward one multiply per
+    source and one dot product per weight (instead of a multiply, a temporary and a reduction).
+    """
+
+    @staticmethod
+    def forward(ctx, n_plain: int, *args: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        plain = args[:n_plain]
+        n_w = (len(args) - n_plain) // 2
+        srcs, ws = args[n_plain:n_plain + n_w], args[n_plain + n_w:]
+        if len(plain) >= 2:
+            out = plain[0] + plain[1]
+            rest, k0 = plain[2:], 0
+        elif len(plain) == 1:
+            out = torch.addcmul(plain[0], srcs[0], ws[0]) if n_w else plain[0].clone()
+            rest, k0 = (), 1 if n_w else 0
+        else:
+            out = srcs[0] * ws[0]
+            rest, k0 = (), 1
+        for t in rest:
+            out.add_(t)
+        for s, w in zip(srcs[k0:], ws[k0:]):
+            out.addcmul_(s, w)
+        ctx.n_plain = n_plain
+        ctx.save_for_backward(*srcs, *ws)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        n_w = len(saved) // 2
+        srcs, ws = saved[:n_w], saved[n_w:]
+        need = ctx.needs_input_grad[1:]
+        n_plain = ctx.n_plain
+        g_plain = [grad if need[i] else None for i in range(n_plain)]
+        g_src = [grad * w if need[n_plain + k] else None for k, w in enumerate(ws)]
+        g_w = [_dot(grad, s) if need[n_plain + n_w + k] else None for k, s in enumerate(srcs)]
+        return (None, *g_plain, *g_src, *g_w)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` as a 1-d view in memory order (contiguous or channels-last), or None."""
+    if t.is_contiguous():
+        return t.view(-1)
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1)  # a view: NHWC order is memory order
+    return None
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum(a * b)`` in one pass when both share a dense layout."""
+    fa, fb = _flat(a), _flat(b)
+    if fa is not None and fb is not None and a.stride() == b.stride():
+        return torch.dot(fa, fb)
+    return (a * b).sum()
+
+
+def combine(terms: Sequence[Term], like: torch.Tensor) -> torch.Tensor:
+    """``sum weight * tensor`` over terms (weight ``None``: already weighted), as one node tensor."""
+    if not terms:
+        return torch.zeros_like(like)  # every candidate is 'none'
+    plain = [t for t, w in terms if w is None]
+    weighted = [(t, w) for t, w in terms if w is not None]
+    if len(plain) == 1 and not weighted:
+        return plain[0]
+    srcs = [t for t, _ in weighted]
+    ws = [w for _, w in weighted]
+    return _WeightedSum.apply(len(plain), *plain, *srcs, *ws)
+
+
+def check_modules(plan: GroupPlan, edges: Sequence[int], ops: EdgeOps, where: str) -> None:
+    """Raise :class:`PlanError` if a planned path's modules do not match its declared primitives."""
+    for item in plan.conv_items:
+        for path, pos in zip(item.paths, item.positions):
+            mods = ops(edges[path.slot], path.cand)
+            spec: Conv = path.chain[pos]
+            conv, bn = mods[pos], mods[pos + 1]
+            ok = (
+                isinstance(conv, nn.Conv2d)
+                and conv.kernel_size == (spec.kernel, spec.kernel)
+                and conv.dilation == (spec.dilation, spec.dilation)
+                and conv.stride == (1, 1)
+                and conv.groups == 1
+                and conv.bias is None
+                and conv.padding == (spec.padding, spec.padding)
+                and isinstance(bn, nn.BatchNorm2d)
+                and not bn.track_running_stats
+                and bn.affine == path.chain[pos + 1].affine
+            )
+            if not ok:
+                raise PlanError(
+                    f"{where}, candidate {path.name!r}: modules {conv!r}, {bn!r} do not match the declared "
+                    f"{chain_name(path.chain)}; cannot simplify"
+                )

@@ -1,0 +1,304 @@
+"""Numerical checks of a simplification against what it must equal.
+
+* ``exact``: outputs and all gradients (every parameter, and the architecture parameters ``alpha``
+  through ``w = softmax(alpha)``) equal the plain supernet's, train and eval mode, random everything.
+* ``full``: at one-hot weights (every candidate on all edges, and random one-hots per edge) the
+  output equals the discrete network built from the same weights with search BN; between vertices,
+  outputs and gradients equal an independent, literal implementation of the rules
+  (``sum_{i not in G} w_i op_i(x) + W_G * bn(conv(relu(x), sum_{i in G} w_i Khat_i))`` per edge).
+* both: a sampled step (``active`` candidates) equals the plain supernet's sampled step.
+
+Checks run in float64 by default, so an exact rewrite agrees to ~1e-12 and any wrong term shows.
+Tolerances (relative to the largest magnitude of the reference quantity):
+
+* exact comparisons: ``1e-9`` in float64 (``1e-4`` in float32);
+* full mode at a vertex: ``1e-2``. The only difference there is BN's ``eps`` acting on a kernel
+  rescaled to unit norm (``var + eps`` with a different ``var``), about 1e-4..1e-3 of the output
+  scale; a wrong rewrite (a missing term, a wrong kernel or weight) differs by order 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spaces.cell import Cell
+from ..spaces.mixed import MixedEdge, Mixing
+from ..spaces.nb201 import SEARCH_BN
+from ..spaces.primitives import BN, AvgPool, Conv, Identity, MaxPool, ReLU
+from .rules import RULES, resolve_rules
+from .simplify import simplify
+
+VERTEX_RTOL = 1e-2
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison: the largest absolute difference, the tolerance it must stay under, pass/fail."""
+
+    name: str
+    diff: float
+    tol: float
+    where: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.diff <= self.tol)  # NaN fails
+
+
+@dataclass
+class VerifyReport:
+    """Every check of one ``verify`` call; ``ok`` only if all pass (and there was at least one)."""
+
+    space: str
+    mode: str
+    rules: frozenset[str]
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def __str__(self) -> str:
+        rules = ", ".join(r for r in RULES if r in self.rules) or "none"
+        width = max([len(c.name) for c in self.checks] + [5])
+        lines = [
+            f"verify {self.space}, mode {self.mode} (rules: {rules}): "
+            f"{'OK' if self.ok else 'FAILED'}, {len(self.checks) - len(self.failures)}/{len(self.checks)} passed",
+            f"  {'check':<{width}}  {'max |diff|':>10}  {'tolerance':>10}  result",
+        ]
+        for c in self.checks:
+            where = f"  ({c.where})" if c.where and not c.ok else ""
+            lines.append(
+                f"  {c.name:<{width}}  {c.diff:10.3g}  {c.tol:10.3g}  {'ok' if c.ok else 'FAIL'}{where}"
+            )
+        return "\n".join(lines)
+
+
+def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells: int = 1, batch: int = 4,
+           size: int = 16, seed: int = 0, trials: int = 3, dtype: torch.dtype = torch.float64) -> VerifyReport:
+    """Check ``simplify(supernet, mode)`` numerically on random inputs, weights and architectures."""
+    chosen = resolve_rules(mode, rules, disable)
+    report = VerifyReport(getattr(space, "name", type(space).__name__), mode, chosen)
+    if mode == "off":
+        return report  # nothing is rewritten; an empty report is not ok on purpose
+    exact_tol = 1e-9 if dtype == torch.float64 else 1e-4
+    torch.manual_seed(seed)
+    plain = space.build_supernet(channels, cells, num_classes=10).to(dtype)
+    _randomize(plain)
+    simple = simplify(copy.deepcopy(plain), mode, rules=rules, disable=disable)
+    shape = space.arch_shapes[space.group]
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*s: int) -> torch.Tensor:
+        return torch.randn(*s, generator=gen, dtype=dtype)
+
+    # 1. soft weights: plain (exact) or the rules' literal formula (full), outputs and every gradient
+    reference = plain if not (chosen - {"prefix", "fusion"}) else _literal_reference(plain, chosen)
+    what = "plain" if reference is plain else "rule formula"
+    for t in range(trials):
+        alpha = rand(*shape).requires_grad_()
+        x = rand(batch, 3, size, size)
+        probe = rand(batch, 10)
+        for train in (True, False):
+            tag = f"random alpha #{t} {'train' if train else 'eval'}"
+            for c in _compare(reference, simple, x, probe, space.group, alpha, None, train, exact_tol):
+                report.checks.append(Check(f"{tag} vs {what}: {c.name}", c.diff, c.tol, c.where))
+
+    # 2. sampled step (hard one-hot, straight-through like GDAS): the base computation, exactly
+    for t in range(trials):
+        alpha = rand(*shape).requires_grad_()
+        probs = F.softmax(alpha.detach(), dim=-1).float()
+        index = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        x, probe = rand(batch, 3, size, size), rand(batch, 10)
+        for c in _compare(plain, simple, x, probe, space.group, alpha, index, True, exact_tol):
+            report.checks.append(Check(f"sampled #{t} vs plain: {c.name}", c.diff, c.tol, c.where))
+
+    # 3. full mode: every vertex kind equals the discrete network with search BN
+    if chosen - {"prefix", "fusion"}:
+        vertices = [(f"all {name}", [i] * shape[0]) for i, name in enumerate(space.op_names)]
+        for t in range(trials):
+            pick = torch.randint(0, shape[1], (shape[0],), generator=gen).tolist()
+            vertices.append((f"random one-hot #{t}", pick))
+        for name, pick in vertices:
+            x = rand(batch, 3, size, size)
+            for train in (True, False):
+                diff, scale = _vertex_diff(space, simple, pick, channels, cells, x, train, dtype)
+                tag = f"vertex {name} {'train' if train else 'eval'} vs discrete net: output"
+                report.checks.append(Check(tag, diff, VERTEX_RTOL * scale))
+    return report
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _randomize(model: nn.Module) -> None:
+    """Non-trivial affine BN parameters, so every gradient is generic (conv weights stay as drawn)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d) and m.affine:
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(0.0, 0.2)
+
+
+@dataclass(frozen=True)
+class _Diff:
+    name: str
+    diff: float
+    tol: float
+    where: str = ""
+
+
+def _run(model: nn.Module, x: torch.Tensor, probe: torch.Tensor, group: str, alpha: torch.Tensor,
+         sampled, train: bool):
+    """Output and gradients (named parameters and alpha) of ``<model(x), probe>``."""
+    model.train(train)
+    soft = F.softmax(alpha, dim=-1)
+    if sampled is None:
+        mixing = Mixing({group: soft})
+    else:  # hard one-hot with straight-through gradient (GDAS); only the sampled candidates run
+        hard = F.one_hot(sampled, soft.shape[-1]).to(soft.dtype) - soft.detach() + soft
+        mixing = Mixing({group: hard}, {group: [[int(i)] for i in sampled]})
+    out = model(x, mixing)  # (B, classes)
+    names, params = zip(*[(n, p) for n, p in model.named_parameters()])
+    grads = torch.autograd.grad((out * probe).sum(), [*params, alpha], allow_unused=True)
+    zero = [torch.zeros_like(p) if g is None else g for p, g in zip([*params, alpha], grads)]
+    return out.detach(), dict(zip(names, zero[:-1])), zero[-1]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """Largest absolute difference and the reference's largest magnitude (at least tiny)."""
+    return float((a - b).abs().max()), max(float(b.abs().max()), 1e-12)
+
+
+def _compare(reference: nn.Module, simple: nn.Module, x, probe, group: str, alpha, sampled, train: bool,
+             rtol: float) -> list[_Diff]:
+    """Output, parameter gradients (worst tensor) and alpha gradient, each with a relative tolerance."""
+    ref_out, ref_g, ref_a = _run(reference, x, probe, group, alpha, sampled, train)
+    out, grads, a = _run(simple, x, probe, group, alpha, sampled, train)
+    if set(ref_g) != set(grads):
+        missing = sorted(set(ref_g) ^ set(grads))
+        return [_Diff("parameter names", float("inf"), 0.0, f"differ: {missing[:3]}")]
+    d, s = _rel(out, ref_out)
+    checks = [_Diff("output", d, rtol * s)]
+    worst, where = -1.0, ""
+    floor = 1e-4 * max(float(g.abs().max()) for g in ref_g.values())  # for gradients that are exactly 0
+    for name in ref_g:
+        d, s = _rel(grads[name], ref_g[name])
+        if d / max(s, floor) > worst:
+            worst, where = d / max(s, floor), name
+    checks.append(_Diff("grad weights (worst tensor, relative)", worst, rtol, where))
+    d, s = _rel(a, ref_a)
+    checks.append(_Diff("grad alpha", d, rtol * s))
+    return checks
+
+
+def _vertex_diff(space, simple: nn.Module, pick: Sequence[int], channels: int, cells: int, x: torch.Tensor,
+                 train: bool, dtype: torch.dtype) -> tuple[float, float]:
+    """|simplified supernet at the one-hot ``pick`` - discrete network| and the output scale."""
+    cell = Cell.from_ops([space.op_names[i] for i in pick])
+    net = space.build_network(cell, channels, cells, num_classes=10, bn=SEARCH_BN).to(dtype)
+    net.load_state_dict(_discrete_state(simple.state_dict(), net.state_dict(), pick))
+    weights = F.one_hot(torch.tensor(pick), len(space.op_names)).to(dtype)
+    simple.train(train)
+    net.train(train)
+    with torch.no_grad():
+        ref = net(x)
+        out = simple(x, Mixing({space.group: weights}))
+    return _rel(out, ref)
+
+
+_CELL_OP = re.compile(r"^(cells\.\d+)\.ops\.(\d+)\.(.+)$")
+
+
+def _discrete_state(super_state: dict, net_state: dict, pick: Sequence[int]) -> dict:
+    """The discrete network's state taken from the supernet's: cell op ``k`` <- edge ``k``'s chosen op."""
+    out = {}
+    for key in net_state:
+        m = _CELL_OP.match(key)
+        src = f"{m[1]}.edges.{m[2]}.ops.{pick[int(m[2])]}.{m[3]}" if m else key
+        out[key] = super_state[src].clone()
+    return out
+
+
+def _literal_reference(plain: nn.Module, rules: frozenset[str]) -> nn.Module:
+    """A copy of ``plain`` whose mixed edges compute the full-mode formula directly, edge by edge.
+
+    Written independently of the planner: per edge, candidates ``prefix -> conv -> bn`` (no affine, no
+    running statistics, stride 1, dense) with the same parameter-free prefix form a group ``G`` of at
+    least two, computed as ``W_G * bn(conv(prefix(x), sum_i w_i Khat_i))``; the rest run as in the
+    plain edge (``none`` included: it is zero either way).
+    """
+    ref = copy.deepcopy(plain)
+    for m in ref.modules():
+        if type(m) is MixedEdge and "float_norm" in rules:
+            m.forward = _literal_forward.__get__(m)  # type: ignore[method-assign]
+    return ref
+
+
+def _prefix_len(chain) -> int:
+    k = 0
+    while k < len(chain) and (
+        isinstance(chain[k], (ReLU, Identity))
+        or (isinstance(chain[k], (AvgPool, MaxPool)) and chain[k].stride == 1 and chain[k].kernel % 2)
+    ):
+        k += 1
+    return k
+
+
+def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, active=None) -> torch.Tensor:
+    """``MixedEdge.forward`` with rule 3 applied literally (no stacking, no sharing, no caching)."""
+    if active is not None:
+        return MixedEdge.forward(edge, x, weights, active)
+    groups: dict[tuple, list[int]] = {}
+    for i, spec in enumerate(edge.specs):
+        k = _prefix_len(spec.chain)
+        rest = spec.chain[k:]
+        if (len(rest) == 2 and isinstance(rest[0], Conv) and isinstance(rest[1], BN) and not rest[0].depthwise
+                and rest[0].stride == 1 and not rest[1].affine and not rest[1].track_running_stats):
+            prefix = tuple(p for p in spec.chain[:k] if not isinstance(p, Identity))
+            groups.setdefault(prefix, []).append(i)
+    floated = {i for members in groups.values() if len(members) >= 2 for i in members}
+    out: torch.Tensor | int = 0
+    for i, op in enumerate(edge.ops):
+        if i not in floated:
+            out = out + weights[i] * op(x)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        k = _prefix_len(edge.specs[members[0]].chain)
+        z = edge.ops[members[0]][:k](x)
+        convs = [edge.ops[i][k] for i in members]
+        ext = max((c.kernel_size[0] - 1) * c.dilation[0] + 1 for c in convs)
+        kernel: torch.Tensor | int = 0
+        for i, c in zip(members, convs):
+            kernel = kernel + weights[i] * _dense_unit(c.weight, c.dilation[0], ext)
+        bn = edge.ops[members[0]][k + 1]
+        total = sum(weights[i] for i in members)
+        out = out + total * F.batch_norm(F.conv2d(z, kernel, padding=ext // 2), None, None, training=True,
+                                         eps=bn.eps)
+    return out
+
+
+def _dense_unit(weight: torch.Tensor, dilation: int, extent: int) -> torch.Tensor:
+    """The kernel divided by its per-output-channel L2 norm, as a dense ``extent``-square kernel."""
+    norms = torch.sqrt((weight * weight).sum(dim=(1, 2, 3), keepdim=True))
+    unit = weight / norms
+    k = weight.shape[-1]
+    dense = weight.new_zeros(*weight.shape[:2], extent, extent)
+    off = (extent - ((k - 1) * dilation + 1)) // 2
+    for a in range(k):
+        for b in range(k):
+            dense[:, :, off + a * dilation, off + b * dilation] = unit[:, :, a, b]
+    return dense
+
