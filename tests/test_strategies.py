@@ -47,7 +47,8 @@ def test_one_step_updates_weights_and_architecture(name):
 
 def test_unknown_strategy_and_hyperparameter_are_clear_errors():
     space = create_space("nb201")
-    with pytest.raises(UnknownNameError, match="known: advantage, beta-darts, darts-v1, darts-v2, drnas, fp-nas, gdas, parsec, snas"):
+    known = "known: advantage, beta-darts, darts-v1, darts-v2, drnas, fp-nas, gdas, parsec, snas"
+    with pytest.raises(UnknownNameError, match=known):
         create_strategy("darts-v3", space)
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         create_strategy("darts-v1", space, {"learning_rate": 1})
