@@ -81,7 +81,7 @@ CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size"
 @click.option("--out", default="runs/search", show_default=True, type=click.Path(), help="Run directory.")
 @click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK",
               help="Benchmark CSV (or $TOPONAS_BENCHMARK) to look up the found cell.")
-@click.option("--topo", default="off", show_default=True, type=click.Choice(MODES),
+@click.option("--topo", default="full", show_default=True, type=click.Choice(MODES),
               help="Simplifier mode: off (plain supernet), exact (rules 1-2), full (all rules).")
 @click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")

@@ -33,7 +33,7 @@ class ProfileRow:
     ms_per_step: float
     ms_spread: tuple[float, float]  # min and max of the timed steps
     saved_activation_bytes: int  # tensors kept for backward by one forward pass (weight batch)
-    peak_memory_bytes: int | None  # CUDA max_memory_allocated over one step; None on the CPU
+    peak_memory_bytes: int | None  # CUDA peak over one step above what was resident; None on the CPU
     parameters: int
     mult_adds: int  # of one forward pass on one batch
 
@@ -55,9 +55,10 @@ def _peak(step: Callable[[], object], device: torch.device) -> int | None:
         return None
     _sync(device)
     torch.cuda.reset_peak_memory_stats(device)
+    resident = torch.cuda.memory_allocated(device)  # every configuration's model and optimizer state
     step()
     _sync(device)
-    return torch.cuda.max_memory_allocated(device)
+    return torch.cuda.max_memory_allocated(device) - resident
 
 
 def largest_cell(space) -> str:
@@ -126,6 +127,11 @@ def profile(
         configs["largest single network"] = (train_two, lambda net=net: F.cross_entropy(net(batch[0]), batch[1]),
                                              net)
 
+    def seeded(fn, i: int):
+        """Every configuration draws the same samples at step i (GDAS, DrNAS ...): a fair comparison."""
+        torch.manual_seed(seed * 1_000_003 + i)
+        return fn()
+
     def timed(fn) -> float:
         _sync(device)
         t = time.perf_counter()
@@ -136,11 +142,14 @@ def profile(
     for _ in range(warmup):
         for name, (step, _, _) in configs.items():
             log(f"warm-up {name}")
-            timed(step)
+            timed(lambda step=step: seeded(step, -1))
     times: dict[str, list[float]] = {name: [] for name in configs}
     for i in range(steps):
-        for name, (step, _, _) in configs.items():
-            times[name].append(timed(step))
+        order = list(configs.items())
+        if i % 2:  # alternate the order, so no configuration always runs right after the same other one
+            order.reverse()
+        for name, (step, _, _) in order:
+            times[name].append(timed(lambda step=step, i=i: seeded(step, i)))
         log(f"step {i + 1}/{steps}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()))
     rows = []
     for name, (step, forward, model) in configs.items():
@@ -149,10 +158,10 @@ def profile(
             name=name,
             ms_per_step=statistics.median(ts),
             ms_spread=(min(ts), max(ts)),
-            saved_activation_bytes=saved_activation_bytes(forward),
-            peak_memory_bytes=_peak(step, device),
+            saved_activation_bytes=saved_activation_bytes(lambda forward=forward: seeded(forward, 0)),
+            peak_memory_bytes=_peak(lambda step=step: seeded(step, 0), device),
             parameters=sum(p.numel() for p in model.parameters()),
-            mult_adds=_mult_adds(forward),
+            mult_adds=_mult_adds(lambda forward=forward: seeded(forward, 0)),
         ))
     return rows
 
