@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from toponas import topo
 from toponas.spaces import create_space
-from toponas.strategies import StepContext, create_strategy
+from toponas.strategies import create_strategy
 
 
 def reference_step(net, w_opt, a_opt, x_w, y_w, x_a, y_a) -> None:
@@ -50,12 +50,7 @@ def build_ours(mode: str, channels: int, cells: int, device: torch.device):
     space = create_space("nb201")
     model = topo.simplify(space.build_supernet(channels, cells, 10), mode).to(device).train()
     strategy = create_strategy("darts-v1", space).to(device)
-    h = strategy.hyper
-    weights = list(model.parameters())
-    w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd, nesterov=True)
-    a_opt = torch.optim.Adam(list(strategy.alphas.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
-                             weight_decay=h.a_wd)
-    ctx = StepContext(model, weights, w_opt, a_opt, h)
+    ctx = strategy.make_context(model)
     return lambda batch: strategy.step(ctx, *batch)
 
 

@@ -19,7 +19,7 @@ from toponas.spaces.darts import (
 from toponas.spaces.genotype import Genotype, GenotypeError, edge_index
 from toponas.spaces.mixed import MixedEdge
 from toponas.spaces.primitives import Reduce, ReduceOp
-from toponas.strategies import STRATEGIES, StepContext, create_strategy
+from toponas.strategies import STRATEGIES, create_strategy
 
 DARTS_V2 = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
@@ -225,13 +225,8 @@ def test_one_step_of_every_strategy(space, name):
     torch.manual_seed(0)
     model = space.build_supernet(channels=4, cells=3, num_classes=5).train()
     strategy = create_strategy(name, space, FAST.get(name, {}))
-    h = strategy.hyper
-    weights = list(model.parameters())
-    w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd,
-                            nesterov=h.w_nesterov)
-    a_opt = torch.optim.Adam(list(strategy.alphas.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
-                             weight_decay=h.a_wd)
-    ctx = StepContext(model, weights, w_opt, a_opt, h)
+    ctx = strategy.make_context(model)
+    h = ctx.hyper
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 5, (4,), generator=g),
              torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 5, (4,), generator=g))

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from toponas.registry import UnknownNameError
 from toponas.spaces import MixedEdge, create_space
-from toponas.strategies import STRATEGIES, StepContext, create_strategy
+from toponas.strategies import STRATEGIES, create_strategy
 
 
 def make(name, dtype=torch.float32, **hyper):
@@ -16,13 +16,7 @@ def make(name, dtype=torch.float32, **hyper):
     space = create_space("nb201")
     model = space.build_supernet(channels=4, cells=1, num_classes=5).to(dtype).train()
     strategy = create_strategy(name, space, hyper).to(dtype)
-    h = strategy.hyper
-    weights = list(model.parameters())
-    w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd,
-                            nesterov=h.w_nesterov)
-    a_opt = torch.optim.Adam(list(strategy.alphas.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
-                             weight_decay=h.a_wd)
-    ctx = StepContext(model, weights, w_opt, a_opt, h)
+    ctx = strategy.make_context(model)
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(6, 3, 8, 8, generator=g, dtype=dtype), torch.randint(0, 5, (6,), generator=g),
              torch.randn(6, 3, 8, 8, generator=g, dtype=dtype), torch.randint(0, 5, (6,), generator=g))

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import topo
 from .spaces import create_space
 from .spaces.nb201 import SEARCH_BN
-from .strategies import StepContext, create_strategy
+from .strategies import create_strategy
 from .topo.measure import saved_activation_bytes
 
 
@@ -98,13 +98,8 @@ def profile(
         model = topo.simplify(copy.deepcopy(plain), mode, disable=disable).to(device).train()
         torch.manual_seed(seed)
         strategy = create_strategy(strategy_name, space).to(device)
-        h = strategy.hyper
-        weights = list(model.parameters())
-        w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd,
-                                nesterov=h.w_nesterov)
-        a_opt = torch.optim.Adam(list(strategy.alphas.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
-                                 weight_decay=h.a_wd)
-        ctx = StepContext(model, weights, w_opt, a_opt, h)
+        ctx = strategy.make_context(model)
+        h = ctx.hyper
         strategy.new_epoch(0, h.epochs)
 
         def step(strategy=strategy, ctx=ctx):

@@ -26,7 +26,7 @@ from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
 from ..spaces import CellError, create_space
-from ..strategies import STRATEGIES, StepContext, create_strategy
+from ..strategies import STRATEGIES, create_strategy
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, write_json
 from .result import SearchResult
 
@@ -146,13 +146,9 @@ class Search:
         model = topo.simplify(model, cfg.topo, disable=cfg.topo_disable)
         self.model = model.to(self.device).train()
         self.strategy.to(self.device)
-        weights = [p for p in self.model.parameters() if p.requires_grad]
+        self.ctx = self.strategy.make_context(self.model)
+        w_opt, a_opt = self.ctx.w_optimizer, self.ctx.a_optimizer
         h = self.hyper
-        w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd,
-                                nesterov=h.w_nesterov)
-        a_opt = torch.optim.Adam(list(self.strategy.alphas.values()), lr=h.a_lr,
-                                 betas=(h.a_beta1, h.a_beta2), weight_decay=h.a_wd)
-        self.ctx = StepContext(self.model, weights, w_opt, a_opt, h)
 
         self.epoch, self.step, self.history, self.step_ms, self.seconds = 0, 0, [], [], 0.0
         self.partial = None

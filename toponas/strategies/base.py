@@ -74,6 +74,12 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
     return value
 
 
+def linear_schedule(start: float, end: float, epoch: int, epochs: int) -> float:
+    """Linear per epoch from ``start`` (first epoch) to ``end`` (last epoch): the temperature schedules."""
+    frac = epoch / (epochs - 1) if epochs > 1 else 0.0
+    return start - (start - end) * frac
+
+
 @dataclass
 class StepContext:
     """What a strategy needs to take one step: the supernet, its weights and both optimizers."""
@@ -116,6 +122,16 @@ class Strategy(nn.Module):
         self.alphas = nn.ParameterDict(
             {g: nn.Parameter(1e-3 * torch.randn(*shape)) for g, shape in space.arch_shapes.items()}
         )
+
+    def make_context(self, model: nn.Module) -> StepContext:
+        """The supernet's SGD and the architecture's Adam, built from this strategy's hyperparameters."""
+        h = self.hyper
+        weights = [p for p in model.parameters() if p.requires_grad]
+        w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd,
+                                nesterov=h.w_nesterov)
+        a_opt = torch.optim.Adam(list(self.alphas.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
+                                 weight_decay=h.a_wd)
+        return StepContext(model, weights, w_opt, a_opt, h)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def new_epoch(self, epoch: int, epochs: int) -> None:

@@ -9,7 +9,7 @@ from torch.distributions import Dirichlet, kl_divergence
 from torch.nn import functional as F
 
 from ..spaces import Mixing
-from .base import Hyper, Strategy
+from .base import Hyper, Strategy, linear_schedule
 
 
 @dataclass
@@ -93,9 +93,7 @@ class SNAS(Strategy):
         self.register_buffer("tau", torch.tensor(float(self.hyper.tau_max)))
 
     def new_epoch(self, epoch: int, epochs: int) -> None:
-        h = self.hyper
-        frac = epoch / (epochs - 1) if epochs > 1 else 0.0
-        self.tau.fill_(h.tau_max - (h.tau_max - h.tau_min) * frac)
+        self.tau.fill_(linear_schedule(self.hyper.tau_max, self.hyper.tau_min, epoch, epochs))
 
     def mixing(self) -> Mixing:
         weights = {}
