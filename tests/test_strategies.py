@@ -6,15 +6,17 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from toponas import topo
 from toponas.registry import UnknownNameError
 from toponas.spaces import MixedEdge, create_space
 from toponas.strategies import STRATEGIES, create_strategy
 
 
-def make(name, dtype=torch.float32, **hyper):
+def make(name, dtype=torch.float32, topo_mode="off", **hyper):
     torch.manual_seed(0)
     space = create_space("nb201")
-    model = space.build_supernet(channels=4, cells=1, num_classes=5).to(dtype).train()
+    model = space.build_supernet(channels=4, cells=1, num_classes=5)
+    model = topo.simplify(model, topo_mode).to(dtype).train()
     strategy = create_strategy(name, space, hyper).to(dtype)
     ctx = strategy.make_context(model)
     g = torch.Generator().manual_seed(1)
@@ -23,9 +25,10 @@ def make(name, dtype=torch.float32, **hyper):
     return space, model, strategy, ctx, batch
 
 
+@pytest.mark.parametrize("topo_mode", topo.MODES)
 @pytest.mark.parametrize("name", STRATEGIES.names())
-def test_one_step_updates_weights_and_architecture(name):
-    space, model, strategy, ctx, batch = make(name)
+def test_one_step_updates_weights_and_architecture(name, topo_mode):
+    space, model, strategy, ctx, batch = make(name, topo_mode=topo_mode)
     w0 = [p.detach().clone() for p in model.parameters()]
     a0 = strategy.alphas["cell"].detach().clone()
     strategy.new_epoch(0, strategy.hyper.epochs)
@@ -37,6 +40,22 @@ def test_one_step_updates_weights_and_architecture(name):
     assert sum(changed) > len(changed) // 2
     cell = strategy.derive()
     assert space.parse(str(cell)) == cell
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_exact_mode_takes_the_same_step_as_the_plain_supernet(name):
+    """Under every strategy, topo=exact changes nothing but the cost (float64, same samples)."""
+    results = []
+    for mode in ("off", "exact"):
+        space, model, strategy, ctx, batch = make(name, dtype=torch.float64, topo_mode=mode)
+        strategy.new_epoch(0, strategy.hyper.epochs)
+        torch.manual_seed(5)
+        strategy.step(ctx, *batch)
+        results.append((strategy.alphas["cell"].detach().clone(), [p.detach().clone() for p in model.parameters()]))
+    (a_off, w_off), (a_exact, w_exact) = results
+    torch.testing.assert_close(a_exact, a_off, rtol=0, atol=1e-9)
+    for a, b in zip(w_exact, w_off):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
 
 
 def test_unknown_strategy_and_hyperparameter_are_clear_errors():
