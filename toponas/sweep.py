@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Budgets: search options shared by every run of a sweep. ``cpu`` finishes the default grid
-#: (6 strategies x off/full x 2 seeds) in about 90 minutes on 2 cores; ``reference`` is the
+#: Budgets: search options shared by every run of a sweep. ``cpu`` finished the default grid
+#: (9 strategies x off/full x 2 seeds) in 19.7 minutes on 2 cores (docs/quality.md); ``reference`` is the
 #: NAS-Bench-201 setting (full training set, C=16, N=5, 32x32, each strategy's own epochs) for a GPU.
 BUDGETS: dict[str, dict[str, str]] = {
     "cpu": {"subset": "2000", "channels": "8", "cells": "1", "epochs": "8", "batch-size": "64",
