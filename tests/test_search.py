@@ -108,3 +108,29 @@ def test_python_api_routes_hyperparameters(tmp_path):
                             out=str(tmp_path / "api"), cache_dir=str(tmp_path / "cache"), device="cpu",
                             log=quiet)
     assert result.epochs == 1 and result.steps == 2
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path):
+    """A real SIGINT to ``toponas search``: exit 130, state saved, ``--resume`` completes the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "toponas.cli", "search", "--dataset", "digits", "--subset", "96", "--batch-size",
+           "16", "--channels", "4", "--cells", "1", "--epochs", "30", "--out", str(out), "--cache-dir",
+           str(tmp_path / "c"), "--device", "cpu", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # the first epoch's checkpoint: the run is under way
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, output
+    assert "--resume" in output and "Traceback" not in output
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert 1 <= state["epoch"] < 30 and not (out / "result.json").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((out / "result.json").read_text())["epochs"] == 30

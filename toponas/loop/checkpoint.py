@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +50,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise
     except Exception as e:  # a truncated or foreign file
         raise RuntimeError(f"checkpoint {path} cannot be read ({e}); delete it to start afresh") from e
+
+
+@contextlib.contextmanager
+def sigint_sets(flag: Callable[[], None], stopping: Callable[[], bool]) -> Iterator[None]:
+    """First Ctrl-C calls ``flag`` (finish the step, save, stop); a second one stops at once."""
+    def handler(signum, frame):
+        if stopping():
+            raise KeyboardInterrupt
+        flag()
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)

@@ -6,11 +6,9 @@ a space builds the supernet, ``toponas.topo.simplify`` (when asked) rewrites it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import resource
-import signal
 import statistics
 import sys
 import time
@@ -27,7 +25,7 @@ from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
 from ..spaces import CellError, create_space
 from ..strategies import STRATEGIES, create_strategy
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, sigint_sets, write_json
 from .result import SearchResult
 
 # Fields that may differ between a run and its resumption (where data lives, which device).
@@ -188,27 +186,10 @@ class Search:
         self.setup()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        with self._sigint_saves():
+        with sigint_sets(lambda: setattr(self, "_stop", True), lambda: self._stop):
             for epoch in range(self.epoch, self.hyper.epochs):
                 self._run_epoch(epoch)
         return self._finish()
-
-    @contextlib.contextmanager
-    def _sigint_saves(self):
-        """First Ctrl-C: finish the current step, save, stop. A second one stops at once."""
-        def handler(signum, frame):
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-        try:
-            old = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            old = None
-        try:
-            yield
-        finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
 
     def _run_epoch(self, epoch: int) -> None:
         h, cfg = self.hyper, self.config

@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import math
 import resource
-import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError
 from ..data import eval_batches, load_dataset
-from ..loop.checkpoint import CHECKPOINT, save_checkpoint, write_json
+from ..loop.checkpoint import CHECKPOINT, save_checkpoint, sigint_sets, write_json
 from ..loop.search import resolve_device, step_seed
 from ..spaces import create_space
 from .arch import MODEL_FILE, TRAIN_JSON
@@ -49,24 +48,6 @@ def scheduled_lr(cfg: TrainConfig, epoch: int, step: int, steps: int) -> float:
     """Cosine annealing from ``lr`` to ``lr_min`` over the run, per step or per epoch (``cfg.schedule``)."""
     t = epoch + (step / steps if cfg.schedule == "cosine-step" else 0.0)
     return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t / cfg.epochs)) / 2
-
-
-@contextlib.contextmanager
-def sigint_sets(flag: Callable[[], None], stopping: Callable[[], bool]) -> Iterator[None]:
-    """First Ctrl-C calls ``flag`` (finish the step, save, stop); a second one stops at once."""
-    def handler(signum, frame):
-        if stopping():
-            raise KeyboardInterrupt
-        flag()
-    try:
-        old = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
 
 
 class Trainer:
