@@ -19,6 +19,14 @@ class ConfigError(ValueError):
     """An invalid configuration value or an unknown key (the message lists the known ones)."""
 
 
+def check_known_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
+    """Reject keys that are not fields of the dataclass ``cls``, listing the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
 @dataclass
 class SearchConfig:
     """Everything a search needs. ``hyper`` overrides the strategy's hyperparameter defaults."""
@@ -54,10 +62,7 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SearchConfig:
         """Build from a mapping; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        check_known_keys(cls, values, "config key(s)")
         return cls(**values)
 
     @classmethod

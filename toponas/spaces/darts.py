@@ -45,6 +45,8 @@ from .genotype import (
 from .mixed import MixedEdge, Mixing
 from .primitives import (
     BN,
+    SEARCH_BN,
+    TRAIN_BN,
     AvgPool,
     Conv,
     Identity,
@@ -57,9 +59,6 @@ from .primitives import (
     build_chain,
     with_bn,
 )
-
-SEARCH_BN = BN(affine=False, track_running_stats=False)
-TRAIN_BN = BN(affine=True, track_running_stats=True)
 
 #: The DARTS candidate names, in the reference order (``PRIMITIVES`` of ``cnn/genotypes.py``).
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",

@@ -16,6 +16,8 @@ from .cell import Cell, CellError, edge_names
 from .mixed import MixedEdge, Mixing
 from .primitives import (
     BN,
+    SEARCH_BN,
+    TRAIN_BN,
     AvgPool,
     Conv,
     Identity,
@@ -25,9 +27,6 @@ from .primitives import (
     build_chain,
     with_bn,
 )
-
-SEARCH_BN = BN(affine=False, track_running_stats=False)
-TRAIN_BN = BN(affine=True, track_running_stats=True)
 
 
 def nor_conv(kernel: int, dilation: int = 1) -> tuple:

@@ -49,6 +49,11 @@ class BN:
     track_running_stats: bool = False
 
 
+#: Search-time BN (no affine parameters, batch statistics only) and retraining BN, shared by all spaces.
+SEARCH_BN = BN(affine=False, track_running_stats=False)
+TRAIN_BN = BN(affine=True, track_running_stats=True)
+
+
 @dataclass(frozen=True)
 class AvgPool:
     """Average pooling, stride 1 unless given, padding ``k // 2``, ``count_include_pad=False``."""

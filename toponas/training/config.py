@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, check_known_keys
 from .protocol import PRESETS, protocol_for
 
 SCHEDULES = ("cosine-step", "cosine-epoch")
@@ -84,10 +84,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Build from a mapping; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        check_known_keys(cls, values, "training option(s)")
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
