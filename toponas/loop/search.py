@@ -141,8 +141,8 @@ class Search:
         model = self.space.build_supernet(cfg.channels, cfg.cells or self.space.default_cells,
                                           self.ds.num_classes)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
-        model = topo.simplify(model, cfg.topo, disable=cfg.topo_disable)
-        self.model = model.to(self.device).train()
+        model = self.strategy.prepare_supernet(model, state["epoch"] if state is not None else 0)
+        self.model = self._simplify(model)
         self.strategy.to(self.device)
         self.ctx = self.strategy.make_context(self.model)
         w_opt, a_opt = self.ctx.w_optimizer, self.ctx.a_optimizer
@@ -163,6 +163,11 @@ class Search:
         resolved = cfg.to_dict()
         resolved["resolved_hyper"] = vars(h)
         write_json(self.out / "config.json", resolved)
+
+    def _simplify(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The run's ``--topo`` rewrite of a plain module, on the run's device, in training mode."""
+        cfg = self.config
+        return topo.simplify(module, cfg.topo, disable=cfg.topo_disable).to(self.device).train()
 
     # -- checkpoint ----------------------------------------------------------------------------
     def _save(self, epoch: int, step: int, partial: dict | None) -> None:
@@ -275,6 +280,8 @@ class Search:
         if bench:
             line += "  " + "  ".join(f"{k} {v:.2f}" for k, v in bench.items())
         self.log(line)
+        self.strategy.after_epoch(self.ctx, epoch, self._simplify)  # may change the supernet
+        self.model = self.ctx.model
         self._save(epoch + 1, 0, None)
 
     def _lookup(self, cell) -> dict | None:

@@ -2,13 +2,14 @@
 
 A strategy is a small override of :class:`Strategy`: DARTS is the base itself, GDAS overrides
 :meth:`Strategy.mixing`, DARTS-V2 overrides :meth:`Strategy.arch_step`. The search loop only calls
-``new_epoch``, ``step`` and ``derive`` and checkpoints ``state_dict``; it knows no strategy by name.
+``prepare_supernet``, ``new_epoch``, ``step``, ``after_epoch`` and ``derive`` and checkpoints
+``state_dict``; it knows no strategy by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -136,6 +137,18 @@ class Strategy(nn.Module):
     # -- lifecycle -------------------------------------------------------------------------------
     def new_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (temperature schedules and the like)."""
+
+    def prepare_supernet(self, model: nn.Module, epoch: int) -> nn.Module:
+        """The supernet to search from ``epoch`` on, made from the space's plain one before the
+        simplifier runs (set-up of a run, or of its resumption at ``epoch``). Default: ``model``."""
+        return model
+
+    def after_epoch(self, ctx: StepContext, epoch: int, simplify: Callable[[nn.Module], nn.Module]) -> None:
+        """Called after the last step of ``epoch``, before its checkpoint. A strategy that changes the
+        supernet's structure here (DrNAS's progressive variant) does it in place, passes each new
+        plain module through ``simplify`` (the run's ``--topo`` rewrite, on its device) and updates
+        ``ctx`` (weights, optimizers); :meth:`prepare_supernet` must then build the same structure
+        for a run resumed at ``epoch + 1``. Default: nothing."""
 
     def mixing(self) -> Mixing:
         """Mixing weights for one forward pass: ``softmax(alpha)`` per edge."""
