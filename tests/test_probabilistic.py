@@ -176,6 +176,26 @@ def test_factorized_to_joint_switch_preserves_the_distribution():
     assert torch.equal(draws.choices["cell"][:, 3:], decode_joint(draws.joint["cell"], 5, 3))
 
 
+def test_default_switch_is_at_half_of_the_run_epochs():
+    # A fixed 25 never switched in a run shortened with --epochs (the CPU budget's 8 epochs).
+    hyper = type(create_strategy("fp-nas", create_space("nb201")).hyper)
+    assert hyper().joint_after is None
+    assert hyper().joint_epoch(50) == 25 and hyper().joint_epoch(8) == 4 and hyper().joint_epoch(1) == 0
+    assert hyper.resolve({"joint_after": "3"}).joint_epoch(8) == 3
+    assert hyper.resolve({"joint_after": "-1"}).joint_epoch(8) == -1
+    assert hyper.resolve({"joint_after": "none"}).joint_after is None
+    assert hyper.resolve({"joint_after": 2}).joint_after == 2
+    with pytest.raises(ValueError, match="joint_after"):
+        hyper.resolve({"joint_after": "soon"})
+    _, _, strategy, _, _ = make("fp-nas", epochs=8)
+    for epoch, joint in [(0, False), (3, False), (4, True), (5, True)]:
+        strategy.new_epoch(epoch, 8)
+        assert strategy.is_joint == joint
+    _, _, never, _, _ = make("fp-nas", joint_after=-1)
+    never.new_epoch(7, 8)
+    assert not never.is_joint
+
+
 # -- one step of each strategy -------------------------------------------------------------------
 @pytest.mark.parametrize("name, hyper", [
     ("parsec", {"samples": 3}),
