@@ -20,6 +20,7 @@ from toponas.topo import (
     MODES,
     RULES,
     SimplifiedCell,
+    SimplifiedDartsCell,
     SimplifiedEdge,
     explain,
     resolve_rules,
@@ -96,11 +97,11 @@ def inputs(seed: int, shape=(6, 5)):
 
 def test_resolve_rules() -> None:
     assert MODES == ("off", "exact", "full")
-    assert RULES == ("prefix", "fusion", "float_norm")
+    assert RULES == ("prefix", "fusion", "float_norm", "shared_pointwise")
     assert resolve_rules("off") == frozenset()
     assert resolve_rules("exact") == {"prefix", "fusion"}
     assert resolve_rules("full") == set(RULES)
-    assert resolve_rules("full", disable=["float_norm"]) == {"prefix", "fusion"}
+    assert resolve_rules("full", disable=["float_norm"]) == {"prefix", "fusion", "shared_pointwise"}
     assert resolve_rules("full", rules=["float_norm"]) == {"float_norm"}
     assert resolve_rules("full", rules="prefix,fusion") == {"prefix", "fusion"}
 
@@ -329,15 +330,15 @@ def test_unplannable_candidate_warns_and_stays_exact() -> None:
     assert_same(run(simple, x, alpha, probe), run(plain, x, alpha, probe))
 
 
-def test_darts_space_runs_exact_edge_by_edge() -> None:
-    """An unknown cell type (DARTS) is rewritten edge by edge; unplanned candidates warn, stay exact."""
+def test_darts_space_runs_exact_cell_by_cell() -> None:
+    """DARTS cells are rewritten as a whole; only the factorized-reduction skip warns; exact equals plain."""
     space = create_space("darts")
     torch.manual_seed(0)
     plain = space.build_supernet(4, 3, 10).to(DT)
     with pytest.warns(UserWarning) as record:
         simple = simplify(copy.deepcopy(plain), "exact")
-    assert any("'sep_conv_3x3'" in str(w.message) for w in record)
-    assert any(isinstance(m, SimplifiedEdge) for m in simple.modules())
+    assert {str(w.message).split("'")[1] for w in record} == {"skip_connect"}  # relu -> reduce -> bn, stride 2
+    assert sum(isinstance(m, SimplifiedDartsCell) for m in simple.modules()) == 3
     x = torch.randn(2, 3, 16, 16, dtype=DT)
     alphas = {g: torch.randn(*shape, dtype=DT, requires_grad=True) for g, shape in space.arch_shapes.items()}
 

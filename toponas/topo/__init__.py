@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .explain import explain
 from .measure import conv_cost, saved_activation_bytes, saved_activations
-from .modules import SimplifiedCell, SimplifiedEdge
+from .modules import SimplifiedCell, SimplifiedDartsCell, SimplifiedEdge
 from .plan import GroupPlan, PlanError, plan_group
 from .rules import EXACT_RULES, MODES, RULE_INFO, RULES, resolve_rules
 from .simplify import simplify
@@ -29,6 +29,7 @@ __all__ = [
     "saved_activations",
     "conv_cost",
     "SimplifiedCell",
+    "SimplifiedDartsCell",
     "SimplifiedEdge",
     "GroupPlan",
     "PlanError",

@@ -7,13 +7,15 @@ from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from ..spaces.darts import DartsSearchCell
 from ..spaces.mixed import Mixing
 from ..spaces.nb201 import SearchCell
 from ..spaces.primitives import AvgPool
 from .measure import conv_cost, saved_activations
-from .modules import SimplifiedCell
-from .plan import CALL_OVERHEAD_MACS, Dropped, Tap, chain_name
+from .modules import SimplifiedCell, SimplifiedDartsCell
+from .plan import CALL_OVERHEAD_MACS, Dropped, SepStage, Tap, chain_name
 from .program import calls_of
 from .rules import RULE_INFO, RULES, resolve_rules
 from .simplify import simplify
@@ -30,8 +32,14 @@ def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None,
     chosen = resolve_rules(mode, rules, disable)
     torch.manual_seed(0)
     specs = space.specs
-    num_nodes = getattr(space, "num_nodes", 4)
-    cell = SearchCell(specs, channels, num_nodes)
+    x = torch.randn(batch, channels, height, width)  # (B, C, H, W)
+    if hasattr(space, "one_hot"):  # DARTS: a normal cell, both inputs at C channels
+        cell: nn.Module = DartsSearchCell(channels, channels, channels, False, False)
+        group, num_nodes, inputs = "normal", cell.steps + 2, (x, torch.randn_like(x))
+    else:
+        num_nodes = getattr(space, "num_nodes", 4)
+        cell = SearchCell(specs, channels, num_nodes)
+        group, inputs = "cell", (x,)
     lines = [
         f"TopoNAS simplification of {getattr(space, 'name', type(space).__name__)}, mode {mode} "
         f"(rules: {', '.join(r for r in RULES if r in chosen) or 'none'})",
@@ -45,12 +53,11 @@ def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None,
         if info.name in chosen:
             lines.append(f"rule {info.name}: {info.summary}")
 
-    x = torch.randn(batch, channels, height, width)  # (B, C, H, W)
     alpha = (0.5 * torch.randn(len(cell.edges), len(specs))).requires_grad_()
     edge_cost = cell_cost = None
     if mode != "off":
         simple_cell = simplify(copy.deepcopy(cell), mode, rules=rules, disable=disable)
-        assert isinstance(simple_cell, SimplifiedCell)
+        assert isinstance(simple_cell, (SimplifiedCell, SimplifiedDartsCell))
         simple_edge = simplify(copy.deepcopy(cell.edges[0]), mode, rules=rules, disable=disable)
         lines += ["", "One edge after (a mixed edge on its own):"]
         lines += ["  " + s for s in simple_edge.plan.describe([cell.edge_keys[0]], "x")]
@@ -65,8 +72,8 @@ def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None,
             _cost(lambda: simple_edge(x, F.softmax(alpha[0], -1))),
         )
         cell_cost = (
-            _cost(lambda: cell(x, Mixing({"cell": F.softmax(alpha, -1)}))),
-            _cost(lambda: simple_cell(x, Mixing({"cell": F.softmax(alpha, -1)}))),
+            _cost(lambda: cell(*inputs, Mixing({group: F.softmax(alpha, -1)}))),
+            _cost(lambda: simple_cell(*inputs, Mixing({group: F.softmax(alpha, -1)}))),
         )
         lines += ["", "Decisions:"]
         lines += ["  " + d for d in _decisions(simple_cell)]
@@ -80,10 +87,17 @@ def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None,
     return "\n".join(lines)
 
 
-def _decisions(cell: SimplifiedCell) -> list[str]:
+def _decisions(cell: SimplifiedCell | SimplifiedDartsCell) -> list[str]:
     """The cost-based choices behind the plan, in words."""
     out = []
     plans = [plan for _, _, plan in cell.groups]
+    stages = [it for plan in plans for it in plan.items if isinstance(it, SepStage) and it.floated]
+    if stages:
+        calls = sorted({tuple((k, d) for k, d, _ in st.calls) for st in stages})
+        text = "; ".join(" + ".join(f"{k}x{k}" + (f" d{d}" if d > 1 else "") for k, d in c) for c in calls)
+        out.append(f"rule 4 depthwise calls per shared stage: {text} (chosen by cost: taps per call x channels "
+                   f"+ {CALL_OVERHEAD_MACS} per call; a smaller kernel is embedded in a larger one where that "
+                   "is cheaper than a call, e.g. all four DARTS kernels in one 9x9 at small channel counts)")
     calls = [call for plan in plans for _, call in calls_of(plan)]
     if any(len({(it.kernel, it.dilation) for it in c.items}) == 1 for c in calls) and len(calls) > len(plans):
         out.append("kernel sizes: one convolution call per kernel size; padding the smaller kernels into one "

@@ -53,24 +53,36 @@ def normalize_kernel(weight: torch.Tensor) -> torch.Tensor:
     return weight / norm[..., None, None, None]
 
 
+def unit_rms_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """``K`` scaled by one scalar to unit root-mean-square output-channel norm (rule 4's ``Khat``).
+
+    One scalar per kernel (not per channel): a depthwise kernel feeds a 1x1 conv that mixes channels,
+    so only a common scale leaves the stage's bn output unchanged. ``weight`` is ``(C_out, ...)``.
+    """
+    return weight * (weight.shape[0] ** 0.5 / weight.norm().clamp_min(1e-12))
+
+
 def embed_kernel(weight: torch.Tensor, dilation: int, kernel: int, target_kernel: int,
                  target_dilation: int) -> torch.Tensor:
     """``weight`` (``(..., k, k)``, a conv with ``dilation``) as a kernel of the target geometry.
 
-    The same geometry returns ``weight`` itself; otherwise the target is dense (``target_dilation``
-    1) and ``weight`` is spread out by its dilation and centred in it (exact: zeros elsewhere).
+    The same geometry returns ``weight`` itself; otherwise the target's dilation must divide
+    ``dilation`` and ``weight`` is spread out on the target grid and centred in it (exact: zeros
+    elsewhere), e.g. a 3x3 dilation-2 kernel in a dense 5x5 or a 5x5 dilation-2 one.
     """
     if (kernel, dilation) == (target_kernel, target_dilation):
         return weight
-    if target_dilation != 1:
+    if dilation % target_dilation:
         raise ValueError(f"cannot embed a {kernel}x{kernel} d{dilation} kernel in a d{target_dilation} one")
-    extent = (kernel - 1) * dilation + 1
+    step = dilation // target_dilation
+    extent = (kernel - 1) * step + 1  # in target taps
     off = (target_kernel - extent) // 2
-    if off < 0:
-        raise ValueError(f"a {extent}-wide kernel does not fit in {target_kernel}x{target_kernel}")
-    if dilation == 1:
+    if off < 0 or (target_kernel - extent) % 2:
+        raise ValueError(f"a {kernel}x{kernel} d{dilation} kernel does not fit centred in "
+                         f"{target_kernel}x{target_kernel} d{target_dilation}")
+    if step == 1:
         return F.pad(weight, (off, off, off, off))
     out = weight.new_zeros(*weight.shape[:-2], target_kernel, target_kernel)
-    span = slice(off, off + extent, dilation)
+    span = slice(off, off + extent, step)
     out[..., span, span] = weight
     return out

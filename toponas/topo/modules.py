@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..spaces.darts import DartsSearchCell
 from ..spaces.mixed import MixedEdge, Mixing
 from ..spaces.nb201 import SearchCell
 from .plan import GroupPlan, plan_group
@@ -70,6 +71,58 @@ class SimplifiedCell(SearchCell):
 
     def extra_repr(self) -> str:
         return f"rules={sorted(self.rules, key=RULES.index)}"
+
+
+class SimplifiedDartsCell(DartsSearchCell):
+    """A DARTS search cell run as one plan per node (all edges reading that node), like :class:`SimplifiedCell`.
+
+    Same attributes, ``edges`` (the original modules), preprocessing and ``forward(s0, s1, mixing)`` as
+    :class:`~toponas.spaces.darts.DartsSearchCell`. Per node: relu, pooling (with its search bn) and
+    skip computed once for every edge reading the node; per edge one shared separable stage (rule 4).
+    """
+
+    def __init__(self, cell: DartsSearchCell, rules: frozenset[str]) -> None:
+        nn.Module.__init__(self)
+        for name in ("reduction", "reduction_prev", "group", "channels", "steps", "concat", "edge_io",
+                     "edge_keys", "edge_strides"):
+            setattr(self, name, getattr(cell, name))
+        self.preprocess0, self.preprocess1 = cell.preprocess0, cell.preprocess1
+        self.edges = cell.edges  # the same modules: parameters shared, state-dict keys unchanged
+        self.rules = frozenset(rules)
+        groups = []
+        for j in range(self.steps + 1):  # the last node has no outgoing edge
+            ks = tuple(k for k, (_, src) in enumerate(self.edge_io) if src == j)
+            plan = plan_group(tuple(self.edges[k].specs for k in ks), self.channels, self.rules)
+            check_modules(plan, ks, self._ops, f"cell edge(s) {[self.edge_keys[k] for k in ks]}")
+            groups.append((ks, plan))
+        self.program = Program(groups)
+
+    @property
+    def groups(self) -> list[tuple[int, tuple[int, ...], GroupPlan]]:
+        """``(source node, edge indices, plan)`` per group, for explain and inspection."""
+        return [(j, ks, plan) for j, (ks, plan) in enumerate(self.program.groups)]
+
+    def _ops(self, k: int, cand: int) -> nn.Sequential:
+        return self.edges[k].ops[cand]
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
+        if mixing.active is not None:
+            return super().forward(s0, s1, mixing)  # sampled step: only the active candidates run
+        weights = mixing.weights[self.group]  # (14, K)
+        built = self.program.build(weights, self._ops)
+        states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
+        pending: dict[int, list[Term]] = {i: [] for i in range(2, self.steps + 2)}
+        for j, (ks, _) in enumerate(self.program.groups):
+            if j >= 2:  # every edge into node j comes from an earlier node: it is complete
+                states.append(combine(pending[j], states[-1]))
+            terms = self.program.run(j, states[j], weights, built, self._ops)
+            for slot, k in enumerate(ks):
+                pending[self.edge_io[k][0]].extend(terms[slot])
+        states.append(combine(pending[self.steps + 1], states[-1]))
+        return torch.cat([states[i] for i in self.concat], dim=1)  # (B, 4C, H', W')
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", rules={sorted(self.rules, key=RULES.index)}"
 
 
 class SimplifiedEdge(MixedEdge):

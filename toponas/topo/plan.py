@@ -9,7 +9,10 @@ items until none applies (a fixed point):
 * ``prefix`` makes every parameter-free :class:`Source` shared by the whole group (computed once);
 * ``float_norm`` merges the ``conv -> bn`` items of one edge on one source into one floated item;
 * ``fusion`` drops ``none`` and stacks the ``conv -> bn`` items on one source into a :class:`Stack`
-  (one convolution call per kernel geometry, chosen by cost, each followed by one bn call).
+  (one convolution call per kernel geometry, chosen by cost, each followed by one bn call);
+* ``shared_pointwise`` merges the separable items (``depthwise -> 1x1 -> bn`` stages, :class:`SepStage`)
+  of one edge on one source into one stage with one pointwise conv, fused depthwise kernels and one
+  floated bn, and does the same again for the stages that follow (the iteration).
 
 The executor (:mod:`toponas.topo.program`) runs a plan with the step's weights; ``describe`` prints it.
 A plan is built from the candidate declarations alone (``OpSpec`` chains), so it is cached and shared
@@ -128,7 +131,43 @@ class Stack:
         return tuple(it for call in self.calls for it in call.items)
 
 
-Item = Tap | Chain | Dropped | ConvBN | Stack
+@dataclass(frozen=True)
+class SepStage:
+    """``depthwise conv -> 1x1 conv -> bn`` of ``paths`` on ``source``: DARTS separable/dilated stages.
+
+    One member (lowered, exact): ``h = bn(P (D * z))`` with the member's own kernels. Several members
+    (rule ``shared_pointwise``): ``h = bn(P_w (D_w * z))``, ``D_w = sum_i w_i Dhat_i`` and ``P_w = sum_i
+    w_i Phat_i``, each kernel scaled to unit RMS channel norm (a scalar per kernel, so at a vertex
+    ``h`` is exactly the chosen member's own stage: bn is scale-invariant). ``z`` is the source applied
+    to the stage input (the group input for a top-level stage, the previous stage's ``h`` for a
+    ``next`` one). Members whose chain ends after this bn add ``(sum of their w) * h`` to the edge;
+    the others continue in ``next``. ``positions[i]``: index of ``paths[i]``'s depthwise conv (its 1x1
+    conv and bn follow); ``calls``: ``(kernel, dilation, member indices)`` of each depthwise call.
+    """
+
+    paths: tuple[Path, ...]
+    source: Source
+    positions: tuple[int, ...]
+    stride: int
+    calls: tuple[tuple[int, int, tuple[int, ...]], ...]
+    next: tuple[SepStage, ...] = ()
+
+    @property
+    def slot(self) -> int:
+        return self.paths[0].slot
+
+    @property
+    def floated(self) -> bool:
+        return len(self.paths) > 1
+
+    @property
+    def ending(self) -> tuple[int, ...]:
+        """Indices of the members whose chain ends with this stage."""
+        going = {p for n in self.next for p in n.paths}
+        return tuple(i for i, p in enumerate(self.paths) if p not in going)
+
+
+Item = Tap | Chain | Dropped | ConvBN | Stack | SepStage
 
 
 @dataclass(frozen=True)
@@ -167,6 +206,8 @@ class GroupPlan:
                     lines += _describe_call(call, self.channels, it.source, names, inp)
                 if isinstance(it, Stack):
                     lines.append("  " + stack_decision(it, self.channels))
+            elif isinstance(it, SepStage):
+                lines += _describe_stage(it, self.channels, names[it.slot], source_name(it.source, inp))
         for slot in range(self.slots):
             taps = [it for it in self.items if isinstance(it, Tap) and it.path.slot == slot]
             if taps:
@@ -185,6 +226,8 @@ def _item_paths(item: Item) -> tuple[Path, ...]:
     """The candidate paths an item computes."""
     if isinstance(item, (ConvBN, Stack)):
         return tuple(p for c in _convs(item) for p in c.paths)
+    if isinstance(item, SepStage):
+        return item.paths
     return (item.path,)
 
 
@@ -236,6 +279,27 @@ def _describe_call(call: ConvCall, channels: int, src: Source, names: Sequence[s
     return lines
 
 
+def _describe_stage(stage: SepStage, channels: int, edge: str, inp: str, depth: int = 0) -> list[str]:
+    """A separable stage and the stages after it, indented by depth."""
+    pad = "  " * depth
+    who = " + ".join(p.name for p in stage.paths)
+    calls = ", ".join(f"{k}x{k}" + (f" d{d}" if d > 1 else "") + f" ({'+'.join(stage.paths[i].name for i in m)})"
+                      for k, d, m in stage.calls)
+    stride = f", stride {stage.stride}" if stage.stride > 1 else ""
+    if stage.floated:
+        head = (f"{pad}{edge}: shared stage of {who} on {inp}{stride}: depthwise {calls} with kernels "
+                f"sum_i w_i Dhat_i, one 1x1 conv {channels}->{channels} (sum_i w_i Phat_i), one bn")
+    else:
+        head = f"{pad}{edge}: stage of {who} on {inp}{stride}: depthwise {calls}, 1x1 conv, bn"
+    lines = [head]
+    if stage.ending:
+        names = " + ".join(stage.paths[i].name for i in stage.ending)
+        lines.append(f"{pad}  -> ({'W_G' if len(stage.ending) > 1 or stage.floated else 'w'} of {names}) * h")
+    for nxt in stage.next:
+        lines += _describe_stage(nxt, channels, edge, source_name(nxt.source, "h"), depth + 1)
+    return lines
+
+
 def call_cost(channels: int, outputs: int, kernel: int) -> int:
     """Multiply-adds per output pixel of one convolution call, plus the call overhead."""
     return channels * kernel * kernel * outputs + CALL_OVERHEAD_MACS
@@ -255,11 +319,18 @@ def stack_decision(stack: Stack, channels: int) -> str:
 # -- lowering -------------------------------------------------------------------------------------
 
 
+#: The eps every bn of a source must have (the primitive declares none; PyTorch's default).
+SOURCE_BN_EPS = 1e-5
+
+
 def _param_free(p: Primitive) -> bool:
-    """Parameter-free, shape-keeping primitives a source may be made of."""
+    """Parameter-free primitives a source may be made of: relu, odd pooling, search bn (batch statistics,
+    no affine: the same function of its input on every edge, so it is shared like the rest)."""
     if isinstance(p, (ReLU, Identity)):
         return True
-    return isinstance(p, (AvgPool, MaxPool)) and p.stride == 1 and p.kernel % 2 == 1
+    if isinstance(p, BN):
+        return not p.affine and not p.track_running_stats
+    return isinstance(p, (AvgPool, MaxPool)) and p.kernel % 2 == 1
 
 
 def _lower(path: Path) -> Item:
@@ -279,9 +350,54 @@ def _lower(path: Path) -> Item:
         if why is None:
             return ConvBN((path,), src, conv.kernel, conv.dilation, (k,))
         return Chain(path, why)
+    positions = _separable_positions(chain, k)
+    if positions:
+        return _single_stage(path, positions, src)
     if len(chain) == 1 and isinstance(chain[0], Zero):
         return Chain(path, "zero: rule 'fusion' drops it unless it is the edge's only candidate")
     return Chain(path, f"no planner for {chain_name(chain)}")
+
+
+def _is_stage(chain: Sequence[Primitive], i: int) -> bool:
+    """``chain[i:i + 3]`` is ``depthwise conv (odd kernel) -> 1x1 conv -> bn`` (search bn)."""
+    if i + 3 > len(chain):
+        return False
+    dw, pw, bn = chain[i:i + 3]
+    return (isinstance(dw, Conv) and dw.depthwise and dw.kernel % 2 == 1
+            and isinstance(pw, Conv) and not pw.depthwise and pw.kernel == 1 and pw.stride == 1
+            and isinstance(bn, BN) and not bn.affine and not bn.track_running_stats)
+
+
+def _separable_positions(chain: Sequence[Primitive], start: int) -> tuple[int, ...]:
+    """Depthwise positions if ``chain[start:]`` is stages separated by parameter-free primitives, else ()."""
+    positions: list[int] = []
+    i = start
+    while _is_stage(chain, i):
+        positions.append(i)
+        i += 3
+        if i == len(chain):
+            return tuple(positions)
+        while i < len(chain) and _param_free(chain[i]):
+            i += 1
+    return ()
+
+
+def _single_stage(path: Path, positions: Sequence[int], src: Source) -> SepStage:
+    """The exact item of one separable path: its stages nested, each reading the previous one's output."""
+    nxt: tuple[SepStage, ...] = ()
+    stage: SepStage | None = None
+    for idx in reversed(range(len(positions))):
+        pos = positions[idx]
+        conv = path.chain[pos]
+        if idx == 0:
+            source = src
+        else:
+            between = path.chain[positions[idx - 1] + 3:pos]
+            source = Source(tuple(p for p in between if not isinstance(p, Identity)), ())
+        stage = SepStage((path,), source, (pos,), conv.stride, ((conv.kernel, conv.dilation, (0,)),), nxt)
+        nxt = (stage,)
+    assert stage is not None
+    return stage
 
 
 def _conv_bn_unsupported(conv: Conv, bn: BN) -> str | None:
@@ -309,7 +425,7 @@ def _convs(item: Item) -> tuple[ConvBN, ...]:
 
 
 def _source_of(item: Item) -> Source | None:
-    return item.source if isinstance(item, (Tap, ConvBN, Stack)) else None
+    return item.source if isinstance(item, (Tap, ConvBN, Stack, SepStage)) else None
 
 
 def _distinct_sources(items: Sequence[Item]) -> list[Source]:
@@ -347,6 +463,8 @@ def rule_prefix(items: tuple[Item, ...], channels: int) -> tuple[Item, ...]:
                 replace(c, items=tuple(replace(i, source=shared(i.source)) for i in c.items)) for c in it.calls
             )
             out.append(Stack(shared(it.source), calls))
+        elif isinstance(it, SepStage):
+            out.append(replace(it, source=shared(it.source)))
         else:
             out.append(it)
     return tuple(out)
@@ -472,10 +590,92 @@ def rule_fusion(items: tuple[Item, ...], channels: int) -> tuple[Item, ...]:
     return tuple(out)
 
 
+def depthwise_cost(channels: int, kernel: int) -> int:
+    """Multiply-adds per output pixel of one depthwise call of ``kernel`` taps a side, plus the call overhead."""
+    return channels * kernel * kernel + CALL_OVERHEAD_MACS
+
+
+def _merged_geometry(geos: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The smallest ``(kernel, dilation)`` holding every geometry: same dilation, else dense."""
+    dilations = {d for _, d in geos}
+    if len(dilations) == 1:
+        return max(k for k, _ in geos), dilations.pop()
+    return max((k - 1) * d + 1 for k, d in geos), 1
+
+
+def partition_depthwise(geos: Sequence[tuple[int, int]], channels: int) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+    """Depthwise calls for members of the given geometries: one per geometry, merged where cheaper.
+
+    Rule 2 for depthwise kernels: members in one call have their (weighted) kernels summed, each
+    embedded in the call's geometry. Merging two calls is done when :func:`depthwise_cost` says the
+    merged call costs less than the two (the plan chooses by cost: a 9x9 kernel from a dilated 5x5
+    may cost more than it saves).
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, geo in enumerate(geos):
+        groups.setdefault(geo, []).append(i)
+    calls = list(groups.items())
+
+    def cost(geo: tuple[int, int]) -> int:
+        return depthwise_cost(channels, geo[0])
+
+    while len(calls) > 1:
+        best = None
+        for a in range(len(calls)):
+            for b in range(a + 1, len(calls)):
+                geo = _merged_geometry([calls[a][0], calls[b][0]])
+                gain = cost(calls[a][0]) + cost(calls[b][0]) - cost(geo)
+                if gain > 0 and (best is None or gain > best[0]):
+                    best = (gain, a, b, geo)
+        if best is None:
+            break
+        _, a, b, geo = best
+        merged = (geo, sorted(calls[a][1] + calls[b][1]))
+        calls = [c for i, c in enumerate(calls) if i not in (a, b)]
+        calls.insert(a, merged)
+    return tuple((geo[0], geo[1], tuple(members)) for geo, members in calls)
+
+
+def _merge_stages(stages: Sequence[SepStage], source: Source, channels: int) -> SepStage:
+    """One shared stage for ``stages`` (same edge, source and stride), and again for what follows."""
+    paths = tuple(p for s in stages for p in s.paths)
+    positions = tuple(pos for s in stages for pos in s.positions)
+    geos = [(p.chain[pos].kernel, p.chain[pos].dilation) for p, pos in zip(paths, positions)]
+    following: dict[tuple, list[SepStage]] = {}
+    for s in stages:
+        for n in s.next:
+            following.setdefault((n.source.prims, n.stride), []).append(n)
+    nxt = tuple(group[0] if len(group) == 1 else _merge_stages(group, group[0].source, channels)
+                for group in following.values())
+    return SepStage(paths, source, positions, stages[0].stride, partition_depthwise(geos, channels), nxt)
+
+
+def rule_shared_pointwise(items: tuple[Item, ...], channels: int) -> tuple[Item, ...]:
+    """Rule 4: the separable items of one edge on one source (same stride) share one stage, recursively."""
+    groups: dict[tuple, list[SepStage]] = {}
+    for it in items:
+        if isinstance(it, SepStage):
+            groups.setdefault((it.slot, it.source.prims, it.stride), []).append(it)
+    merged = {key: members for key, members in groups.items() if len(members) >= 2}
+    if not merged:
+        return items
+    out: list[Item] = []
+    for it in items:
+        if isinstance(it, SepStage) and (key := (it.slot, it.source.prims, it.stride)) in merged:
+            members = merged[key]
+            if it is members[0]:
+                src = _merge_sources([m.source for m in members])
+                out.append(_merge_stages(members, src, channels))
+        else:
+            out.append(it)
+    return tuple(out)
+
+
 #: Rule name -> rewrite function, in application order within one pass.
 RULE_FUNCTIONS: dict[str, Callable[[tuple[Item, ...], int], tuple[Item, ...]]] = {
     "prefix": rule_prefix,
     "float_norm": rule_float_norm,
+    "shared_pointwise": rule_shared_pointwise,
     "fusion": rule_fusion,
 }
 

@@ -18,9 +18,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spaces.primitives import AvgPool, Conv, MaxPool, Primitive, ReLU
-from .kernels import avg_pool_same, embed_kernel, normalize_kernel
-from .plan import Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, Source, Stack, Tap, chain_name
+from ..spaces.primitives import BN, AvgPool, Conv, MaxPool, Primitive, ReLU
+from .kernels import avg_pool_same, embed_kernel, normalize_kernel, unit_rms_kernel
+from .plan import (
+    SOURCE_BN_EPS,
+    Chain,
+    ConvBN,
+    ConvCall,
+    Dropped,
+    GroupPlan,
+    PlanError,
+    SepStage,
+    Source,
+    Stack,
+    Tap,
+    chain_name,
+)
 
 #: ``(tensor, weight)``: a contribution ``weight * tensor`` to an edge's output (``None``: already weighted).
 Term = tuple[torch.Tensor, torch.Tensor | None]
@@ -29,13 +42,17 @@ EdgeOps = Callable[[int, int], nn.Sequential]
 
 
 def apply_prim(prim: Primitive, x: torch.Tensor) -> torch.Tensor:
-    """One parameter-free primitive of a source (relu, pooling), on ``x`` (B, C, H, W)."""
+    """One parameter-free primitive of a source (relu, pooling, search bn), on ``x`` (B, C, H, W)."""
     if isinstance(prim, ReLU):
         return F.relu(x)
     if isinstance(prim, AvgPool):
-        return avg_pool_same(x, prim.kernel)
+        if prim.stride == 1:
+            return avg_pool_same(x, prim.kernel)
+        return F.avg_pool2d(x, prim.kernel, prim.stride, prim.kernel // 2, count_include_pad=False)
     if isinstance(prim, MaxPool):
-        return F.max_pool2d(x, prim.kernel, 1, prim.kernel // 2)
+        return F.max_pool2d(x, prim.kernel, prim.stride, prim.kernel // 2)
+    if isinstance(prim, BN) and not prim.affine and not prim.track_running_stats:
+        return F.batch_norm(x, None, None, None, None, True, 0.0, SOURCE_BN_EPS)
     raise PlanError(f"primitive {prim!r} cannot be part of a source")
 
 
@@ -189,6 +206,8 @@ class Program:
             elif isinstance(item, Chain):
                 p = item.path
                 terms[p.slot].append((ops(edges[p.slot], p.cand)(x), weights[edges[p.slot], p.cand]))
+            elif isinstance(item, SepStage):
+                _run_stage(item, source(item.source), weights, edges, ops, terms)
             elif not isinstance(item, (Dropped, ConvBN, Stack)):
                 raise PlanError(f"unknown plan item {item!r}")
         for c, (src, call) in enumerate(calls_of(plan)):
@@ -219,6 +238,40 @@ class Program:
         outs = y.split(c_out, dim=1) if n > 1 else (y,)
         for item, out in zip(call.items, outs):
             terms[item.slot].append((out, None))
+
+
+def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: Sequence[int], ops: EdgeOps,
+               terms: list[list[Term]]) -> None:
+    """A separable stage on its source tensor ``z`` (B, C, H, W), then the stages that follow it.
+
+    One member: its own kernels (exact). Several: depthwise kernels ``sum_i w_i Dhat_i`` per call,
+    one 1x1 conv with ``sum_i w_i Phat_i``, one bn; ending members add ``(sum of their w) * h``.
+    """
+    row = edges[stage.slot]
+    mods = [ops(row, p.cand) for p in stage.paths]
+    dws = [m[pos] for m, pos in zip(mods, stage.positions)]
+    pws = [m[pos + 1] for m, pos in zip(mods, stage.positions)]
+    bn = mods[0][stage.positions[0] + 2]
+    w = weights[row, [p.cand for p in stage.paths]]  # (members,)
+    d: torch.Tensor | None = None
+    for kernel, dilation, members in stage.calls:
+        if stage.floated:
+            k = sum(w[i] * embed_kernel(unit_rms_kernel(dws[i].weight), dws[i].dilation[0], dws[i].kernel_size[0],
+                                        kernel, dilation) for i in members)
+        else:
+            k = dws[members[0]].weight
+        out = F.conv2d(z, k, None, stage.stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
+        d = out if d is None else d + out  # (B, C, H', W')
+    p = sum(w[i] * unit_rms_kernel(pws[i].weight) for i in range(len(pws))) if stage.floated else pws[0].weight
+    h = F.batch_norm(F.conv2d(d, p), None, None, None, None, True, 0.0, bn.eps)  # (B, C, H', W')
+    if stage.ending:
+        total = w[list(stage.ending)].sum() if len(stage.ending) > 1 else w[stage.ending[0]]
+        terms[stage.slot].append((h, total))
+    for nxt in stage.next:
+        t = h
+        for prim in nxt.source.prims:
+            t = apply_prim(prim, t)
+        _run_stage(nxt, t, weights, edges, ops, terms)
 
 
 class _WeightedSum(torch.autograd.Function):
@@ -293,8 +346,70 @@ def combine(terms: Sequence[Term], like: torch.Tensor) -> torch.Tensor:
     return _WeightedSum.apply(len(plain), *plain, *srcs, *ws)
 
 
+def _stages(plan: GroupPlan) -> list[SepStage]:
+    """Every separable stage of a plan, nested ones included."""
+    out: list[SepStage] = []
+    todo = [it for it in plan.items if isinstance(it, SepStage)]
+    while todo:
+        stage = todo.pop()
+        out.append(stage)
+        todo.extend(stage.next)
+    return out
+
+
+def _stage_ok(mods: nn.Sequential, spec: Conv, pos: int) -> bool:
+    """The modules at ``pos`` are the declared depthwise conv, a bias-free 1x1 conv and a search bn."""
+    dw, pw, bn = mods[pos], mods[pos + 1], mods[pos + 2]
+    return (isinstance(dw, nn.Conv2d) and dw.groups == dw.in_channels == dw.out_channels
+            and dw.kernel_size == (spec.kernel, spec.kernel) and dw.dilation == (spec.dilation, spec.dilation)
+            and dw.stride == (spec.stride, spec.stride) and dw.padding == (spec.padding, spec.padding)
+            and dw.bias is None
+            and isinstance(pw, nn.Conv2d) and pw.kernel_size == (1, 1) and pw.groups == 1 and pw.bias is None
+            and pw.stride == (1, 1) and pw.padding == (0, 0)
+            and isinstance(bn, nn.BatchNorm2d) and not bn.track_running_stats and not bn.affine)
+
+
+def _source_ok(mod: nn.Module, prim: Primitive) -> bool:
+    """A source primitive's module computes what the shared source computes."""
+    if isinstance(prim, BN):
+        return (isinstance(mod, nn.BatchNorm2d) and not mod.affine and not mod.track_running_stats
+                and mod.eps == SOURCE_BN_EPS)
+    if isinstance(prim, (AvgPool, MaxPool)):
+        pool = nn.AvgPool2d if isinstance(prim, AvgPool) else nn.MaxPool2d
+        pad = prim.kernel // 2
+        ok = (isinstance(mod, pool) and mod.kernel_size in (prim.kernel, (prim.kernel,) * 2)
+              and mod.stride in (prim.stride, (prim.stride,) * 2) and mod.padding in (pad, (pad, pad)))
+        if isinstance(prim, AvgPool):
+            ok = ok and not mod.count_include_pad and not mod.ceil_mode
+        elif ok:
+            ok = mod.dilation in (1, (1, 1)) and not mod.ceil_mode
+        return ok
+    return True
+
+
 def check_modules(plan: GroupPlan, edges: Sequence[int], ops: EdgeOps, where: str) -> None:
     """Raise :class:`PlanError` if a planned path's modules do not match its declared primitives."""
+    for item in plan.items:  # the parameter-free part of every planned path (run as a shared source)
+        if isinstance(item, Tap):
+            prefixes = [(item.path, len(item.path.chain))]
+        elif isinstance(item, (ConvBN, SepStage)):
+            prefixes = list(zip(item.paths, item.positions))
+        elif isinstance(item, Stack):
+            prefixes = [(p, pos) for c in item.items for p, pos in zip(c.paths, c.positions)]
+        else:
+            prefixes = []
+        for path, end in prefixes:
+            mods = ops(edges[path.slot], path.cand)
+            for i, prim in enumerate(path.chain[:end]):
+                if not _source_ok(mods[i], prim):
+                    raise PlanError(f"{where}, candidate {path.name!r}: module {mods[i]!r} does not match the "
+                                    f"declared {chain_name(path.chain)}; cannot simplify")
+    for stage in _stages(plan):
+        for path, pos in zip(stage.paths, stage.positions):
+            mods = ops(edges[path.slot], path.cand)
+            if not _stage_ok(mods, path.chain[pos], pos):
+                raise PlanError(f"{where}, candidate {path.name!r}: modules {list(mods)[pos:pos + 3]!r} do not match "
+                                f"the declared {chain_name(path.chain)}; cannot simplify")
     for item in plan.conv_items:
         for path, pos in zip(item.paths, item.positions):
             mods = ops(edges[path.slot], path.cand)

@@ -43,7 +43,13 @@ RULE_INFO: tuple[RuleInfo, ...] = (
         "weighted sum of their per-channel normalized kernels, one bn, and the group weight outside "
         "(exact at one-hot weights)",
     ),
-    # Rule 4 ("shared_pointwise", DARTS separable convolutions) is added here with its planner step.
+    RuleInfo(
+        "shared_pointwise",
+        False,
+        "shared pointwise stage: the depthwise -> 1x1 conv -> bn candidates of an edge (DARTS separable "
+        "and dilated convolutions) run as one stage: depthwise kernels fused (calls chosen by cost), one "
+        "1x1 conv and one bn, group weight outside; again for the stages that follow (exact at one-hot weights)",
+    ),
 )
 
 #: The rule names, in the order they are applied within one pass.

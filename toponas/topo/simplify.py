@@ -7,11 +7,15 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from ..spaces.darts import DartsSearchCell
 from ..spaces.mixed import MixedEdge
 from ..spaces.nb201 import SearchCell
-from .modules import SimplifiedCell, SimplifiedEdge
+from .modules import SimplifiedCell, SimplifiedDartsCell, SimplifiedEdge
 from .plan import Chain, GroupPlan
 from .rules import resolve_rules
+
+#: The cells the simplifier knows as a whole (one plan per node), and their simplified forms.
+CELLS: dict[type, type] = {SearchCell: SimplifiedCell, DartsSearchCell: SimplifiedDartsCell}
 
 
 def simplify(
@@ -33,11 +37,11 @@ def simplify(
     chosen = resolve_rules(mode, rules, disable)
     if mode == "off":
         return model
-    if any(isinstance(m, (SimplifiedCell, SimplifiedEdge)) for m in model.modules()):
+    if any(isinstance(m, (SimplifiedCell, SimplifiedDartsCell, SimplifiedEdge)) for m in model.modules()):
         raise ValueError("model is already simplified; simplify a fresh copy of the plain supernet")
     unplanned: dict[tuple[str, str], str] = {}
-    if type(model) is SearchCell:
-        new: nn.Module = SimplifiedCell(model, chosen)
+    if type(model) in CELLS:
+        new: nn.Module = CELLS[type(model)](model, chosen)
         _note_unplanned(new, "cell", unplanned)
     elif type(model) is MixedEdge:
         new = SimplifiedEdge(model, chosen)
@@ -62,8 +66,8 @@ def _replace(parent: nn.Module, rules: frozenset[str], prefix: str, unplanned: d
     count = 0
     for name, child in list(parent.named_children()):
         where = f"{prefix}{name}"
-        if type(child) is SearchCell:
-            new: nn.Module = SimplifiedCell(child, rules)
+        if type(child) in CELLS:
+            new: nn.Module = CELLS[type(child)](child, rules)
         elif type(child) is MixedEdge:
             new = SimplifiedEdge(child, rules, where=where)
         else:
@@ -77,9 +81,7 @@ def _replace(parent: nn.Module, rules: frozenset[str], prefix: str, unplanned: d
 
 def _note_unplanned(module: nn.Module, where: str, unplanned: dict) -> None:
     """Record candidates left to their original modules (other than 'none' with fusion off)."""
-    plans: list[GroupPlan] = (
-        [p for _, _, p in module.groups] if isinstance(module, SimplifiedCell) else [module.plan]
-    )
+    plans: list[GroupPlan] = [p for _, p in module.program.groups]
     for plan in plans:
         for item in plan.items:
             if isinstance(item, Chain) and not item.reason.startswith("zero"):

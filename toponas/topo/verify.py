@@ -2,10 +2,13 @@
 
 * ``exact``: outputs and all gradients (every parameter, and the architecture parameters ``alpha``
   through ``w = softmax(alpha)``) equal the plain supernet's, train and eval mode, random everything.
-* ``full``: at one-hot weights (every candidate on all edges, and random one-hots per edge) the
-  output equals the discrete network built from the same weights with search BN; between vertices,
-  outputs and gradients equal an independent, literal implementation of the rules
-  (``sum_{i not in G} w_i op_i(x) + W_G * bn(conv(relu(x), sum_{i in G} w_i Khat_i))`` per edge).
+* ``full``: at one-hot weights (every candidate on all edges, and random one-hots per edge; in the
+  DARTS space genotypes, ``none`` on the edges they do not use) the output equals the discrete
+  network built from the same weights with search BN; between vertices, outputs and gradients equal
+  an independent, literal implementation of the rules
+  (``sum_{i not in G} w_i op_i(x) + W_G * bn(conv(relu(x), sum_{i in G} w_i Khat_i))`` per edge, and
+  for rule 4 ``W_end * h + W_next * stage(relu(h))`` with ``h = bn(P_w (D_w * relu(x)))``, every
+  depthwise kernel as a dense kernel of the largest extent).
 * both: a sampled step (``active`` candidates) equals the plain supernet's sampled step.
 
 Checks run in float64 by default, so an exact rewrite agrees to ~1e-12 and any wrong term shows.
@@ -29,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spaces.cell import Cell
+from ..spaces.darts import copy_weights_from_supernet
+from ..spaces.genotype import Genotype
 from ..spaces.mixed import MixedEdge, Mixing
 from ..spaces.nb201 import SEARCH_BN
 from ..spaces.primitives import BN, AvgPool, Conv, Identity, MaxPool, ReLU
@@ -85,10 +90,18 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells: int = 1, batch: int = 4,
-           size: int = 16, seed: int = 0, trials: int = 3, dtype: torch.dtype = torch.float64) -> VerifyReport:
-    """Check ``simplify(supernet, mode)`` numerically on random inputs, weights and architectures."""
+def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells: int | None = None,
+           batch: int = 4, size: int = 16, seed: int = 0, trials: int = 3,
+           dtype: torch.dtype = torch.float64) -> VerifyReport:
+    """Check ``simplify(supernet, mode)`` numerically on random inputs, weights and architectures.
+
+    ``cells``: default 1, or 3 in a space with several architecture groups (DARTS: a normal cell
+    and two reduction cells, so every group and both preprocessings are exercised).
+    """
     chosen = resolve_rules(mode, rules, disable)
+    shapes = dict(space.arch_shapes)
+    if cells is None:
+        cells = 1 if len(shapes) == 1 else 3
     report = VerifyReport(getattr(space, "name", type(space).__name__), mode, chosen)
     if mode == "off":
         return report  # nothing is rewritten; an empty report is not ok on purpose
@@ -97,43 +110,43 @@ def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells
     plain = space.build_supernet(channels, cells, num_classes=10).to(dtype)
     _randomize(plain)
     simple = simplify(copy.deepcopy(plain), mode, rules=rules, disable=disable)
-    shape = space.arch_shapes[space.group]
     gen = torch.Generator().manual_seed(seed)
 
     def rand(*s: int) -> torch.Tensor:
         return torch.randn(*s, generator=gen, dtype=dtype)
 
+    def rand_alpha() -> dict[str, torch.Tensor]:
+        return {g: rand(*shape).requires_grad_() for g, shape in shapes.items()}
+
     # 1. soft weights: plain (exact) or the rules' literal formula (full), outputs and every gradient
     reference = plain if not (chosen - {"prefix", "fusion"}) else _literal_reference(plain, chosen)
     what = "plain" if reference is plain else "rule formula"
     for t in range(trials):
-        alpha = rand(*shape).requires_grad_()
+        alpha = rand_alpha()
         x = rand(batch, 3, size, size)
         probe = rand(batch, 10)
         for train in (True, False):
             tag = f"random alpha #{t} {'train' if train else 'eval'}"
-            for c in _compare(reference, simple, x, probe, space.group, alpha, None, train, exact_tol):
+            for c in _compare(reference, simple, x, probe, alpha, None, train, exact_tol):
                 report.checks.append(Check(f"{tag} vs {what}: {c.name}", c.diff, c.tol, c.where))
 
     # 2. sampled step (hard one-hot, straight-through like GDAS): the base computation, exactly
     for t in range(trials):
-        alpha = rand(*shape).requires_grad_()
-        probs = F.softmax(alpha.detach(), dim=-1).float()
-        index = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        alpha = rand_alpha()
+        index = {}
+        for g, a in alpha.items():
+            probs = F.softmax(a.detach(), dim=-1).float()
+            index[g] = torch.multinomial(probs, 1, generator=gen).squeeze(1)
         x, probe = rand(batch, 3, size, size), rand(batch, 10)
-        for c in _compare(plain, simple, x, probe, space.group, alpha, index, True, exact_tol):
+        for c in _compare(plain, simple, x, probe, alpha, index, True, exact_tol):
             report.checks.append(Check(f"sampled #{t} vs plain: {c.name}", c.diff, c.tol, c.where))
 
     # 3. full mode: every vertex kind equals the discrete network with search BN
     if chosen - {"prefix", "fusion"}:
-        vertices = [(f"all {name}", [i] * shape[0]) for i, name in enumerate(space.op_names)]
-        for t in range(trials):
-            pick = torch.randint(0, shape[1], (shape[0],), generator=gen).tolist()
-            vertices.append((f"random one-hot #{t}", pick))
-        for name, pick in vertices:
+        for name, vertex in _vertices(space, trials, gen):
             x = rand(batch, 3, size, size)
             for train in (True, False):
-                diff, scale = _vertex_diff(space, simple, pick, channels, cells, x, train, dtype)
+                diff, scale = _vertex_diff(space, simple, vertex, channels, cells, x, train, dtype)
                 tag = f"vertex {name} {'train' if train else 'eval'} vs discrete net: output"
                 report.checks.append(Check(tag, diff, VERTEX_RTOL * scale))
     return report
@@ -159,21 +172,23 @@ class _Diff:
     where: str = ""
 
 
-def _run(model: nn.Module, x: torch.Tensor, probe: torch.Tensor, group: str, alpha: torch.Tensor,
-         sampled, train: bool):
-    """Output and gradients (named parameters and alpha) of ``<model(x), probe>``."""
+def _run(model: nn.Module, x: torch.Tensor, probe: torch.Tensor, alpha: dict[str, torch.Tensor],
+         sampled: dict[str, torch.Tensor] | None, train: bool):
+    """Output and gradients (named parameters, and alpha of every group, concatenated) of ``<model(x), probe>``."""
     model.train(train)
-    soft = F.softmax(alpha, dim=-1)
+    soft = {g: F.softmax(a, dim=-1) for g, a in alpha.items()}
     if sampled is None:
-        mixing = Mixing({group: soft})
+        mixing = Mixing(soft)
     else:  # hard one-hot with straight-through gradient (GDAS); only the sampled candidates run
-        hard = F.one_hot(sampled, soft.shape[-1]).to(soft.dtype) - soft.detach() + soft
-        mixing = Mixing({group: hard}, {group: [[int(i)] for i in sampled]})
+        hard = {g: F.one_hot(sampled[g], s.shape[-1]).to(s.dtype) - s.detach() + s for g, s in soft.items()}
+        mixing = Mixing(hard, {g: [[int(i)] for i in sampled[g]] for g in soft})
     out = model(x, mixing)  # (B, classes)
     names, params = zip(*[(n, p) for n, p in model.named_parameters()])
-    grads = torch.autograd.grad((out * probe).sum(), [*params, alpha], allow_unused=True)
-    zero = [torch.zeros_like(p) if g is None else g for p, g in zip([*params, alpha], grads)]
-    return out.detach(), dict(zip(names, zero[:-1])), zero[-1]
+    alphas = list(alpha.values())
+    grads = torch.autograd.grad((out * probe).sum(), [*params, *alphas], allow_unused=True)
+    zero = [torch.zeros_like(p) if g is None else g for p, g in zip([*params, *alphas], grads)]
+    n = len(params)
+    return out.detach(), dict(zip(names, zero[:n])), torch.cat([g.flatten() for g in zero[n:]])
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
@@ -181,11 +196,11 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return float((a - b).abs().max()), max(float(b.abs().max()), 1e-12)
 
 
-def _compare(reference: nn.Module, simple: nn.Module, x, probe, group: str, alpha, sampled, train: bool,
+def _compare(reference: nn.Module, simple: nn.Module, x, probe, alpha, sampled, train: bool,
              rtol: float) -> list[_Diff]:
     """Output, parameter gradients (worst tensor) and alpha gradient, each with a relative tolerance."""
-    ref_out, ref_g, ref_a = _run(reference, x, probe, group, alpha, sampled, train)
-    out, grads, a = _run(simple, x, probe, group, alpha, sampled, train)
+    ref_out, ref_g, ref_a = _run(reference, x, probe, alpha, sampled, train)
+    out, grads, a = _run(simple, x, probe, alpha, sampled, train)
     if set(ref_g) != set(grads):
         missing = sorted(set(ref_g) ^ set(grads))
         return [_Diff("parameter names", float("inf"), 0.0, f"differ: {missing[:3]}")]
@@ -203,18 +218,49 @@ def _compare(reference: nn.Module, simple: nn.Module, x, probe, group: str, alph
     return checks
 
 
-def _vertex_diff(space, simple: nn.Module, pick: Sequence[int], channels: int, cells: int, x: torch.Tensor,
+def _vertices(space, trials: int, gen: torch.Generator) -> list[tuple[str, object]]:
+    """Vertices to check: every candidate everywhere, then random ones (a pick per edge or a genotype)."""
+    n_ops = len(space.op_names)
+    if hasattr(space, "one_hot"):  # DARTS-like: a genotype, two inputs per node, 'none' elsewhere
+        out = []
+        for t, name in enumerate([o for o in space.op_names if o != "none"] + [None] * trials):
+            genes = {}
+            for g in space.groups:
+                gene = []
+                for node in range(2, space.steps + 2):
+                    inputs = torch.randperm(node, generator=gen)[:2].tolist()
+                    for j in inputs:
+                        op = name or space.op_names[int(torch.randint(1, n_ops, (1,), generator=gen))]
+                        gene.append((op, j))
+                genes[g] = gene
+            concat = list(range(2, space.steps + 2))
+            genotype = Genotype.of(genes["normal"], concat, genes["reduce"], concat)
+            out.append((f"all {name}" if name else f"random genotype #{t - n_ops + 1}", genotype))
+        return out
+    edges = next(iter(space.arch_shapes.values()))[0]
+    out = [(f"all {name}", [i] * edges) for i, name in enumerate(space.op_names)]
+    for t in range(trials):
+        out.append((f"random one-hot #{t}", torch.randint(0, n_ops, (edges,), generator=gen).tolist()))
+    return out
+
+
+def _vertex_diff(space, simple: nn.Module, vertex, channels: int, cells: int, x: torch.Tensor,
                  train: bool, dtype: torch.dtype) -> tuple[float, float]:
-    """|simplified supernet at the one-hot ``pick`` - discrete network| and the output scale."""
-    cell = Cell.from_ops([space.op_names[i] for i in pick])
-    net = space.build_network(cell, channels, cells, num_classes=10, bn=SEARCH_BN).to(dtype)
-    net.load_state_dict(_discrete_state(simple.state_dict(), net.state_dict(), pick))
-    weights = F.one_hot(torch.tensor(pick), len(space.op_names)).to(dtype)
+    """|simplified supernet at a vertex - discrete network with the same weights| and the output scale."""
+    if isinstance(vertex, Genotype):
+        net = space.build_network(vertex, channels, cells, num_classes=10, bn=SEARCH_BN).to(dtype)
+        copy_weights_from_supernet(net, simple)
+        mixing = Mixing(space.one_hot(vertex, dtype))
+    else:
+        cell = Cell.from_ops([space.op_names[i] for i in vertex])
+        net = space.build_network(cell, channels, cells, num_classes=10, bn=SEARCH_BN).to(dtype)
+        net.load_state_dict(_discrete_state(simple.state_dict(), net.state_dict(), vertex))
+        mixing = Mixing({space.group: F.one_hot(torch.tensor(vertex), len(space.op_names)).to(dtype)})
     simple.train(train)
     net.train(train)
     with torch.no_grad():
         ref = net(x)
-        out = simple(x, Mixing({space.group: weights}))
+        out = simple(x, mixing)
     return _rel(out, ref)
 
 
@@ -241,8 +287,9 @@ def _literal_reference(plain: nn.Module, rules: frozenset[str]) -> nn.Module:
     """
     ref = copy.deepcopy(plain)
     for m in ref.modules():
-        if type(m) is MixedEdge and "float_norm" in rules:
+        if type(m) is MixedEdge and rules & {"float_norm", "shared_pointwise"}:
             m.forward = _literal_forward.__get__(m)  # type: ignore[method-assign]
+            m.literal_rules = rules
     return ref
 
 
@@ -261,14 +308,19 @@ def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, ac
     if active is not None:
         return MixedEdge.forward(edge, x, weights, active)
     groups: dict[tuple, list[int]] = {}
+    separable: dict[tuple, list[int]] = {}
     for i, spec in enumerate(edge.specs):
         k = _prefix_len(spec.chain)
         rest = spec.chain[k:]
+        prefix = tuple(p for p in spec.chain[:k] if not isinstance(p, Identity))
         if (len(rest) == 2 and isinstance(rest[0], Conv) and isinstance(rest[1], BN) and not rest[0].depthwise
-                and rest[0].stride == 1 and not rest[1].affine and not rest[1].track_running_stats):
-            prefix = tuple(p for p in spec.chain[:k] if not isinstance(p, Identity))
+                and rest[0].stride == 1 and not rest[1].affine and not rest[1].track_running_stats
+                and "float_norm" in edge.literal_rules):
             groups.setdefault(prefix, []).append(i)
+        if _stage_starts(spec.chain, k) and "shared_pointwise" in edge.literal_rules:
+            separable.setdefault((prefix, rest[0].stride), []).append(i)
     floated = {i for members in groups.values() if len(members) >= 2 for i in members}
+    floated |= {i for members in separable.values() if len(members) >= 2 for i in members}
     out: torch.Tensor | int = 0
     for i, op in enumerate(edge.ops):
         if i not in floated:
@@ -287,7 +339,76 @@ def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, ac
         total = sum(weights[i] for i in members)
         out = out + total * F.batch_norm(F.conv2d(z, kernel, padding=ext // 2), None, None, training=True,
                                          eps=bn.eps)
+    for members in separable.values():
+        if len(members) < 2:
+            continue
+        k = _prefix_len(edge.specs[members[0]].chain)
+        out = out + _literal_stages(edge, [(i, k) for i in members], edge.ops[members[0]][:k](x), weights)
     return out
+
+
+def _stage_starts(chain, i: int) -> bool:
+    """``chain[i:]`` starts with ``depthwise -> 1x1 -> search bn`` and every later part is ``relu -> stage``."""
+    while True:
+        if i + 3 > len(chain):
+            return False
+        dw, pw, bn = chain[i:i + 3]
+        if not (isinstance(dw, Conv) and dw.depthwise and isinstance(pw, Conv) and pw.kernel == 1
+                and not pw.depthwise and isinstance(bn, BN) and not bn.affine and not bn.track_running_stats):
+            return False
+        i += 3
+        if i == len(chain):
+            return True
+        if not isinstance(chain[i], ReLU):
+            return False
+        i += 1
+
+
+def _literal_stages(edge: MixedEdge, members: list[tuple[int, int]], z: torch.Tensor,
+                    weights: torch.Tensor) -> torch.Tensor | int:
+    """Rule 4 literally: ``members`` = (candidate, position of its depthwise conv), all reading ``z``.
+
+    ``h = bn(P_w (D_w * z))`` (several members: ``D_w = sum_i w_i Dhat_i`` as dense kernels of the largest
+    extent, ``P_w = sum_i w_i Phat_i``, hats = scaled to unit RMS channel norm; one member: its own
+    kernels); members ending here add ``w_i * h``; the rest continue on ``relu(h)``.
+    """
+    dws = [edge.ops[i][pos] for i, pos in members]
+    pws = [edge.ops[i][pos + 1] for i, pos in members]
+    stride = dws[0].stride[0]
+    ext = max((c.kernel_size[0] - 1) * c.dilation[0] + 1 for c in dws)
+    if len(members) == 1:
+        dense_d = _dense(dws[0].weight, dws[0].dilation[0], ext)
+        p = pws[0].weight
+    else:
+        dense_d = sum(weights[i] * _dense(_unit_rms(c.weight), c.dilation[0], ext) for (i, _), c in zip(members, dws))
+        p = sum(weights[i] * _unit_rms(c.weight) for (i, _), c in zip(members, pws))
+    y = F.conv2d(F.conv2d(z, dense_d, stride=stride, padding=ext // 2, groups=z.shape[1]), p)
+    h = F.batch_norm(y, None, None, training=True, eps=edge.ops[members[0][0]][members[0][1] + 2].eps)
+    out: torch.Tensor | int = 0
+    going = []
+    for i, pos in members:
+        if pos + 3 == len(edge.specs[i].chain):
+            out = out + weights[i] * h
+        else:
+            going.append((i, pos + 4))  # past the relu
+    if going:
+        out = out + _literal_stages(edge, going, F.relu(h), weights)
+    return out
+
+
+def _unit_rms(weight: torch.Tensor) -> torch.Tensor:
+    return weight / torch.sqrt((weight * weight).sum() / weight.shape[0])
+
+
+def _dense(weight: torch.Tensor, dilation: int, extent: int) -> torch.Tensor:
+    """A (dilated) kernel as a dense ``extent``-square kernel, centred."""
+    k = weight.shape[-1]
+    dense = weight.new_zeros(*weight.shape[:2], extent, extent)
+    off = (extent - ((k - 1) * dilation + 1)) // 2
+    for a in range(k):
+        for b in range(k):
+            dense[:, :, off + a * dilation, off + b * dilation] = weight[:, :, a, b]
+    return dense
 
 
 def _dense_unit(weight: torch.Tensor, dilation: int, extent: int) -> torch.Tensor:
