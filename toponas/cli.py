@@ -199,15 +199,40 @@ def verify(space: str, mode: str, seed: int, trials: int) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--no-single", is_flag=True, help="Skip the largest single network.")
 @click.option("--json", "json_path", type=click.Path(), help="Write the figures as JSON here.")
-def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...], channels: int, cells: int | None,
-            batch_size: int, image_size: int, steps: int, warmup: int, device: str, no_single: bool,
-            json_path: str | None) -> None:
-    """Time and memory of one search step per simplifier mode, interleaved on the same batch."""
+@click.option("--scaling", is_flag=True, help="The scaling study: off, full and the largest single network of each "
+              "of --spaces, against the number of convolution candidates (JSON, Markdown table, PNG in --out).")
+@click.option("--spaces", default="nb201,nb201-wide3,nb201-wide4,nb201-wide6,darts", show_default=True,
+              help="--scaling: comma-separated spaces (registered names or .json declarations).")
+@click.option("--out", "out_dir", default="runs/scaling", show_default=True, type=click.Path(),
+              help="--scaling: directory for scaling-<device>.json/.md/.png.")
+@click.pass_context
+def profile(ctx: click.Context, space: str, strategy: str, modes: str, topo_disable: tuple[str, ...], channels: int,
+            cells: int | None, batch_size: int, image_size: int, steps: int, warmup: int, device: str,
+            no_single: bool, json_path: str | None, scaling: bool, spaces: str, out_dir: str) -> None:
+    """Time and memory of one search step per simplifier mode, interleaved on the same batch.
+
+    With --scaling: the same over several spaces (off, full and the largest single network of each),
+    written as JSON, a Markdown table and a plot against the number of convolution candidates.
+    """
     import torch
 
     from .loop.search import resolve_device
     from .profiling import format_table, rows_to_json
     from .profiling import profile as run_profile
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+    if scaling:
+        clash = [f"--{n.replace('_', '-')}" for n in ("space", "modes", "topo_disable", "no_single", "json_path")
+                 if given(n)]
+        if clash:
+            fail(f"--scaling runs off and full with the single network over --spaces and writes into --out; "
+                 f"drop {', '.join(clash).replace('--modes', '--topo').replace('--json-path', '--json')}", 2)
+        _profile_scaling(strategy, spaces, channels, cells, batch_size, image_size, steps, warmup, device, out_dir)
+        return
+    if given("spaces") or given("out_dir"):
+        fail("--spaces and --out go with --scaling", 2)
 
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     bad = [m for m in mode_list if m not in MODES]
@@ -230,6 +255,37 @@ def profile(space: str, strategy: str, modes: str, topo_disable: tuple[str, ...]
             "space": space, "strategy": strategy, "channels": channels, "cells": cells,
             "batch_size": batch_size, "image_size": image_size, "device": str(dev), "steps": steps,
             "torch": torch.__version__, "rows": rows_to_json(rows)}, indent=2) + "\n")
+
+
+def _profile_scaling(strategy: str, spaces: str, channels: int, cells: int | None, batch_size: int, image_size: int,
+                     steps: int, warmup: int, device: str, out_dir: str) -> None:
+    """``toponas profile --scaling``: :func:`toponas.profiling.scaling_study` and its three files."""
+    from .loop.search import resolve_device
+    from .profiling import scaling_caption, scaling_markdown, scaling_study, write_scaling
+    from .report import HINT
+
+    names = [s.strip() for s in spaces.split(",") if s.strip()]
+    if not names:
+        fail("--spaces names no space")
+    try:
+        dev = resolve_device(device)
+    except ConfigError as e:
+        fail(str(e))
+    for name in names:
+        load_space(name)  # a clear error for an unknown space before any work
+    try:
+        import matplotlib  # noqa: F401  (plots are drawn after the first space: fail before any work)
+    except ImportError:
+        fail(HINT)
+    study = scaling_study(names, strategy, channels=channels, cells=cells, batch_size=batch_size,
+                          image_size=image_size, steps=steps, warmup=warmup, device=dev,
+                          log=lambda m: click.echo(m, err=True),
+                          on_space=lambda partial: write_scaling(partial, out_dir))  # kept if killed later
+    paths = write_scaling(study, out_dir)
+    click.echo(scaling_caption(study))
+    click.echo(scaling_markdown(study))
+    for path in paths.values():
+        click.echo(f"wrote {path}")
 
 
 @main.command()

@@ -4,15 +4,23 @@ Every configuration gets the same batch; steps are interleaved after warm-up and
 reported, so machine noise hits all configurations alike. A search step is a weight step and an
 architecture step (two forward/backward passes); the single network's figure is two training
 steps on the same two batches, the same amount of work, so the two compare like for like.
+
+The *scaling study* (:func:`scaling_study`, ``toponas profile --scaling``) runs :func:`profile` with
+``off`` and ``full`` over several spaces and relates the cost to the number of convolution
+candidates of each space (:func:`conv_candidates`): a JSON file, a Markdown table and a PNG plot.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -20,7 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import topo
 from .spaces import create_space
-from .spaces.nb201 import SEARCH_BN
+from .spaces.nb201 import SEARCH_BN, NB201Space
+from .spaces.primitives import Conv
 from .strategies import create_strategy
 from .topo.measure import saved_activation_bytes
 
@@ -188,3 +197,296 @@ def format_table(rows: Sequence[ProfileRow], baseline: str = "topo=off") -> str:
 
 def rows_to_json(rows: Sequence[ProfileRow]) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+# -- the scaling study -------------------------------------------------------------------------------
+SCALING_SPACES = ("nb201", "nb201-wide3", "nb201-wide4", "nb201-wide6", "darts")
+SCALING_MODES = ("off", "full")
+SINGLE = "largest single network"
+
+
+def conv_candidates(space) -> int:
+    """Number of candidates of ``space`` whose primitive chain holds a convolution (dense or depthwise).
+
+    Read from the candidate declarations (``space.specs``; for the DARTS space its stride-1 forms),
+    so a user's space counts the same way: nb201 2, nb201-wide3/4/6 3/4/6, darts 4.
+    """
+    return sum(any(isinstance(p, Conv) for p in spec.chain) for spec in space.specs)
+
+
+def space_family(space) -> str:
+    """Spaces that share a cell and macro network compare along one line: ``"nb201"`` for every
+    NAS-Bench-201 cell space (registered or a user's), else the space's own name."""
+    return "nb201" if isinstance(space, NB201Space) else space.name
+
+
+def scaling_study(
+    spaces: Sequence[str] = SCALING_SPACES,
+    strategy_name: str = "darts-v1",
+    channels: int = 16,
+    cells: int | None = None,
+    batch_size: int = 64,
+    image_size: int = 32,
+    steps: int = 3,
+    warmup: int = 1,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    log: Callable[[str], None] = lambda s: None,
+    on_space: Callable[[dict[str, Any]], object] | None = None,
+) -> dict[str, Any]:
+    """Profile ``off``, ``full`` and the largest single network of every space (one :func:`profile`
+    call each, so the configurations of a space are interleaved on the same batch).
+
+    Returns a JSON-ready dict: the settings, one entry per space (its convolution candidates, family,
+    cells, largest single network and the rows of :func:`profile`), ``summary``
+    (:func:`scaling_summary`) and ``fits`` (:func:`scaling_fits`). ``on_space`` gets the study so far
+    after every space (e.g. to write it, so a run killed later keeps what it measured).
+    """
+    device = torch.device(device)
+    entries: list[dict[str, Any]] = []
+    settings = {
+        "study": "scaling", "strategy": strategy_name, "modes": list(SCALING_MODES), "channels": channels,
+        "batch_size": batch_size, "image_size": image_size, "steps": steps, "warmup": warmup,
+        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "seed": seed,
+    }
+
+    def study_so_far() -> dict[str, Any]:
+        study = {**settings, "spaces": list(entries)}
+        study["summary"] = scaling_summary(study)
+        study["fits"] = scaling_fits(study)
+        return study
+
+    for name in spaces:
+        space = create_space(name)
+        n_cells = cells or space.default_cells
+        log(f"== {name}: {conv_candidates(space)} convolution candidates, cells {n_cells}")
+        rows = profile(name, strategy_name, SCALING_MODES, channels=channels, cells=n_cells, batch_size=batch_size,
+                       image_size=image_size, steps=steps, warmup=warmup, device=device, single=True, seed=seed,
+                       log=lambda m, name=name: log(f"{name}: {m}"))
+        entries.append({
+            "space": name,
+            "family": space_family(space),
+            "conv_candidates": conv_candidates(space),
+            "candidates": list(space.op_names),
+            "cells": n_cells,
+            "largest": str(space.largest_genotype()),
+            "rows": rows_to_json(rows),
+        })
+        _release_memory()  # the supernets of this space go before the next is built
+        if on_space is not None:
+            on_space(study_so_far())
+    return study_so_far()
+
+
+def _release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system (glibc), so the next, larger
+    space does not start on top of the last one's freed but retained activations."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def scaling_summary(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per space: ms/step and saved bytes of off, full and single, the ratios off/full and
+    full/single, and the growth of off and full against the space of the same family with the
+    fewest convolution candidates (None for a family of one space, e.g. darts)."""
+    out = []
+    for e in study["spaces"]:
+        by = {r["name"]: r for r in e["rows"]}
+        s = {"space": e["space"], "family": e["family"], "conv_candidates": e["conv_candidates"]}
+        for key, name in (("off", "topo=off"), ("full", "topo=full"), ("single", SINGLE)):
+            r = by.get(name)
+            s[f"{key}_ms"] = r["ms_per_step"] if r else None
+            s[f"{key}_ms_spread"] = list(r["ms_spread"]) if r else None
+            s[f"{key}_bytes"] = r["saved_activation_bytes"] if r else None
+        s["off_over_full_time"] = _div(s["off_ms"], s["full_ms"])
+        s["off_over_full_bytes"] = _div(s["off_bytes"], s["full_bytes"])
+        s["full_over_single_time"] = _div(s["full_ms"], s["single_ms"])
+        s["full_over_single_bytes"] = _div(s["full_bytes"], s["single_bytes"])
+        out.append(s)
+    for s in out:
+        family = [t for t in out if t["family"] == s["family"]]
+        ref = min(family, key=lambda t: t["conv_candidates"])
+        alone = len(family) < 2
+        s["reference"] = None if alone else ref["space"]
+        for key in ("off", "full", "single"):
+            for unit in ("ms", "bytes"):
+                s[f"{key}_growth_{unit}"] = None if alone else _div(s[f"{key}_{unit}"], ref[f"{key}_{unit}"])
+    return out
+
+
+def scaling_fits(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Least-squares lines ``cost = intercept + slope * conv_candidates`` for every family of three or
+    more spaces, per configuration (off, full, single) and unit (ms, bytes), with R^2 and the cost at
+    the most candidates over the cost at the fewest: "grows about linearly" made a number."""
+    out = []
+    families: dict[str, list[dict[str, Any]]] = {}
+    for s in study["summary"]:
+        families.setdefault(s["family"], []).append(s)
+    for family, series in families.items():
+        if len({s["conv_candidates"] for s in series}) < 3:
+            continue
+        series = sorted(series, key=lambda s: s["conv_candidates"])
+        xs = [float(s["conv_candidates"]) for s in series]
+        for key in ("off", "full", "single"):
+            for unit in ("ms", "bytes"):
+                ys = [s[f"{key}_{unit}"] for s in series]
+                if any(y is None for y in ys):
+                    continue
+                mx, my = statistics.fmean(xs), statistics.fmean(ys)
+                sxx = sum((x - mx) ** 2 for x in xs)
+                slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+                intercept = my - slope * mx
+                ss_tot = sum((y - my) ** 2 for y in ys)
+                ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+                out.append({"family": family, "config": key, "unit": unit, "slope": slope, "intercept": intercept,
+                            "r2": 1 - ss_res / ss_tot if ss_tot else 1.0,
+                            "growth": ys[-1] / ys[0] if ys[0] else None,
+                            "from": series[0]["space"], "to": series[-1]["space"]})
+    return out
+
+
+def scaling_fits_markdown(fits: Sequence[dict[str, Any]]) -> str:
+    """The fits as a small Markdown table (ms and MB per added convolution candidate)."""
+    lines = ["| family | configuration | unit | per added conv candidate | intercept | R^2 | growth |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for f in fits:
+        scale, unit = (1.0, "ms") if f["unit"] == "ms" else (2**20, "MB")
+        lines.append(f"| {f['family']} | {f['config']} | {unit} | {f['slope'] / scale:+.1f} | "
+                     f"{f['intercept'] / scale:.1f} | {f['r2']:.3f} | {_x(f['growth'])} ({f['from']} to {f['to']}) |")
+    return "\n".join(lines)
+
+
+def _x(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}x"
+
+
+def _num(v: float | None, scale: float = 1.0) -> str:
+    return "-" if v is None else f"{v / scale:.1f}"
+
+
+def scaling_markdown(study: dict[str, Any]) -> str:
+    """The study as Markdown: one row per space (ms/step, saved MB, ratios, growth)."""
+    head = ("| space | conv candidates | ms/step off | ms/step full | ms/step single | saved MB off | saved MB full "
+            "| saved MB single | off/full time | off/full saved | full/single time | full/single saved "
+            "| full growth time | full growth saved | off growth time | off growth saved |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    mb = 2**20
+    for s in study["summary"]:
+        lines.append(
+            f"| {s['space']} | {s['conv_candidates']} | {_num(s['off_ms'])} | {_num(s['full_ms'])} "
+            f"| {_num(s['single_ms'])} | {_num(s['off_bytes'], mb)} | {_num(s['full_bytes'], mb)} "
+            f"| {_num(s['single_bytes'], mb)} | {_x(s['off_over_full_time'])} | {_x(s['off_over_full_bytes'])} "
+            f"| {_x(s['full_over_single_time'])} | {_x(s['full_over_single_bytes'])} "
+            f"| {_x(s['full_growth_ms'])} | {_x(s['full_growth_bytes'])} "
+            f"| {_x(s['off_growth_ms'])} | {_x(s['off_growth_bytes'])} |")
+    return "\n".join(lines)
+
+
+def scaling_caption(study: dict[str, Any]) -> str:
+    """One line with the settings of the study."""
+    return (f"{study['strategy']}, C={study['channels']}, batch {study['batch_size']}, "
+            f"{study['image_size']}x{study['image_size']}, device {study['device']}, torch {study['torch']}, "
+            f"{study['threads']} threads, median of {study['steps']} interleaved steps after "
+            f"{study['warmup']} warm-up; growth against the family's space with the fewest convolutions")
+
+
+STYLE = {"off": ("#d62728", "o", "-"), "full": ("#1f77b4", "s", "-"), "single": ("#2ca02c", "^", "--")}
+LABEL = {"off": "off (plain supernet)", "full": "full (simplified)", "single": "largest single network"}
+
+
+def scaling_figure(study: dict[str, Any], path: str | Path) -> Path:
+    """ms/step (with the min-max of the timed steps) and saved MB against the number of convolution
+    candidates: one line per configuration for each family of two or more spaces (left), the spaces
+    of families of one (the DARTS space) as separate, labelled points in their own panel (right)."""
+    from .report import _figure
+
+    path = Path(path)
+    summary = study["summary"]
+    families: dict[str, list[dict[str, Any]]] = {}
+    for s in summary:
+        families.setdefault(s["family"], []).append(s)
+    lines = {f: sorted(v, key=lambda s: s["conv_candidates"]) for f, v in families.items() if len(v) > 1}
+    points = [s for v in families.values() if len(v) == 1 for s in v]
+    cols = int(bool(lines)) + int(bool(points))
+    fig = _figure(4.6 * int(bool(lines)) + 3.0 * int(bool(points)) + 0.6, 6.4)
+    ratios = ([3] if lines else []) + ([max(1, len(points))] if points else [])
+    axes = fig.subplots(2, cols, squeeze=False, gridspec_kw={"width_ratios": ratios})
+    units = (("ms", "ms per search step", 1.0), ("bytes", "saved activations (MB)", 2**20))
+    for row, (unit, ylabel, scale) in enumerate(units):
+        if lines:
+            ax = axes[row][0]
+            for family, series in lines.items():
+                xs = [s["conv_candidates"] for s in series]
+                for key, (colour, marker, style) in STYLE.items():
+                    ys = [s[f"{key}_{unit}"] for s in series]
+                    if any(y is None for y in ys):
+                        continue
+                    ys = [y / scale for y in ys]
+                    label = LABEL[key] if len(lines) == 1 else f"{family}: {LABEL[key]}"
+                    ax.plot(xs, ys, color=colour, marker=marker, linestyle=style, label=label)
+                    if unit == "ms":
+                        lo = [y - s[f"{key}_ms_spread"][0] for y, s in zip(ys, series)]
+                        hi = [s[f"{key}_ms_spread"][1] - y for y, s in zip(ys, series)]
+                        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor=colour, capsize=3, lw=1)
+            named = {s["conv_candidates"]: s["space"] for v in lines.values() for s in v}
+            ax.set_xticks(sorted(named), [f"{n}\n{named[n]}" for n in sorted(named)], fontsize=8)
+            ax.set_xlabel("convolution candidates per edge (space)")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.08)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(" / ".join(f"{f} cell spaces" for f in lines), fontsize=9)
+                ax.legend(fontsize=7, loc="upper left")
+        if points:
+            ax = axes[row][cols - 1]
+            width = 0.8 / len(STYLE)
+            for i, s in enumerate(points):
+                for j, (key, (colour, _, _)) in enumerate(STYLE.items()):
+                    y = s[f"{key}_{unit}"]
+                    if y is None:
+                        continue
+                    x = i + (j - 1) * width
+                    ax.bar(x, y / scale, width, color=colour, alpha=0.85,
+                           label=None if lines or i or row else LABEL[key])
+                    if unit == "ms":
+                        lo, hi = s[f"{key}_ms_spread"]
+                        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="none", ecolor="black", capsize=2, lw=1)
+            ax.set_xticks(range(len(points)),
+                          [f"{s['space']}\n({s['conv_candidates']} conv candidates)" for s in points], fontsize=8)
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3, axis="y")
+            if row == 0:
+                ax.set_title("other space" + ("s" if len(points) > 1 else "") + "\n(bars: off, full, single)",
+                             fontsize=9)
+                if not lines:
+                    ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"Cost against convolution candidates ({study['strategy']}, C={study['channels']}, "
+                 f"batch {study['batch_size']}, {study['device']})", fontsize=10)
+    fig.savefig(path)
+    return path
+
+
+def write_scaling(study: dict[str, Any], out_dir: str | Path, stem: str | None = None) -> dict[str, Path]:
+    """Write ``STEM.json``, ``STEM.md`` and ``STEM.png`` (default stem ``scaling-<device type>``) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = stem or f"scaling-{torch.device(study['device']).type}"
+    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
+    study.setdefault("fits", scaling_fits(study))
+    paths["json"].write_text(json.dumps(study, indent=2) + "\n")
+    text = scaling_caption(study) + "\n\n" + scaling_markdown(study) + "\n"
+    if study["fits"]:
+        text += "\nLinear fits against the number of convolution candidates:\n\n" + \
+            scaling_fits_markdown(study["fits"]) + "\n"
+    paths["md"].write_text(text)
+    scaling_figure(study, paths["png"])
+    return paths
