@@ -257,3 +257,20 @@ def test_search_on_digits_writes_a_parseable_genotype(tmp_path, space):
     assert set(data["alphas"]) == {"normal", "reduce"}
     assert list(data["alphas"]["reduce"]) == space.edge_keys["reduce"]
     assert set(data["alphas"]["normal"]["2<-0"]) == set(DARTS_OPS)
+
+
+@pytest.mark.parametrize("name", ["darts-v1", "darts-v2", "advantage"])
+def test_a_supernet_without_normal_cells_steps(space, name):
+    """One layer is a reduction cell only: the normal group takes no part in the loss (zero gradient)."""
+    torch.manual_seed(0)
+    model = space.build_supernet(channels=4, cells=1, num_classes=5).train()
+    strategy = create_strategy(name, space, FAST.get(name, {}))
+    ctx = strategy.make_context(model)
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 5, (4,), generator=g),
+             torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 5, (4,), generator=g))
+    a0 = {k: a.detach().clone() for k, a in strategy.alphas.items()}
+    strategy.new_epoch(0, ctx.hyper.epochs)
+    stats = strategy.step(ctx, *batch)
+    assert torch.isfinite(stats.a_loss)
+    assert not torch.equal(strategy.alphas["reduce"].detach(), a0["reduce"])

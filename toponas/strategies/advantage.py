@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .base import StepContext
+from .base import StepContext, grads_or_zeros
 from .sampling import Draws, SamplingHyper, SinglePathStrategy, one_hot
 
 
@@ -74,7 +74,7 @@ class AdvantageNAS(SinglePathStrategy):
                  for g, c in choices.items()}
         logits = ctx.model(x, draws.mixing(0, gates))
         loss = F.cross_entropy(logits, y)
-        grads = torch.autograd.grad(loss, list(gates.values()))
+        grads = grads_or_zeros(loss, list(gates.values()))
         probs = self.probabilities()
         for (g, a), gate_grad in zip(self.alphas.items(), grads):
             credit = gate_grad.gather(1, choices[g][:, None])[:, 0].detach()

@@ -105,6 +105,16 @@ class StepStats:
     batch: int
 
 
+
+def grads_or_zeros(output: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``autograd.grad(output, inputs)`` with zeros for inputs the output does not depend on.
+
+    A DARTS supernet with fewer than three layers has no normal (or no reduction) cell, so one
+    architecture group takes no part in the loss; its gradient is zero, not an error.
+    """
+    grads = torch.autograd.grad(output, list(inputs), allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]
+
 class Strategy(nn.Module):
     """DARTS-V1 (first order): softmax mixing, weight step then architecture step.
 
@@ -213,7 +223,7 @@ class Strategy(nn.Module):
         """Adam on the architecture parameters, first order: gradient of the validation loss."""
         loss, logits = self.forward_loss(ctx, x_a, y_a)
         total = loss + self.regularizer(ctx.epoch)
-        self.set_arch_grads(torch.autograd.grad(total, list(self.alphas.values())))
+        self.set_arch_grads(grads_or_zeros(total, list(self.alphas.values())))
         ctx.a_optimizer.step()
         return loss, logits
 
