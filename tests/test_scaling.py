@@ -119,6 +119,30 @@ def test_scaling_command_end_to_end(tmp_path, one_thread):
     assert height > 100 and width > 100
 
 
+def test_a_rerun_keeps_the_spaces_measured_before(tmp_path, one_thread, monkeypatch):
+    """A killed study continues: spaces in the earlier JSON (same settings) are not profiled again."""
+    import toponas.profiling as profiling
+
+    args = ["profile", "--scaling", "--channels", "2", "--batch-size", "2", "--image-size", "8", "--cells", "1",
+            "--steps", "1", "--warmup", "0", "--device", "cpu", "--out", str(tmp_path)]
+    assert CliRunner().invoke(main, args + ["--spaces", "nb201"]).exit_code == 0
+    first = json.loads((tmp_path / "scaling-cpu.json").read_text())["spaces"][0]
+    profiled = []
+    real = profiling.profile
+    monkeypatch.setattr(profiling, "profile", lambda name, *a, **k: profiled.append(name) or real(name, *a, **k))
+    result = CliRunner().invoke(main, args + ["--spaces", "nb201,nb201-wide3"])
+    assert result.exit_code == 0, result.output
+    assert profiled == ["nb201-wide3"] and "kept from the earlier run: nb201" in result.output
+    study = json.loads((tmp_path / "scaling-cpu.json").read_text())
+    assert [e["space"] for e in study["spaces"]] == ["nb201", "nb201-wide3"]
+    assert study["spaces"][0] == first
+    # other settings: nothing is kept
+    profiled.clear()
+    assert CliRunner().invoke(main, args[:-2] + ["--out", str(tmp_path), "--spaces", "nb201", "--steps", "2"]
+                              ).exit_code == 0
+    assert profiled == ["nb201"]
+
+
 def test_scaling_option_clashes(tmp_path):
     runner = CliRunner()
     r = runner.invoke(main, ["profile", "--scaling", "--space", "nb201", "--out", str(tmp_path)])

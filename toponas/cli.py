@@ -277,10 +277,13 @@ def _profile_scaling(strategy: str, spaces: str, channels: int, cells: int | Non
         import matplotlib  # noqa: F401  (plots are drawn after the first space: fail before any work)
     except ImportError:
         fail(HINT)
+    previous = Path(out_dir) / f"scaling-{dev.type}.json"  # a killed run continues where it stopped
+    earlier = json.loads(previous.read_text()) if previous.is_file() else None
     study = scaling_study(names, strategy, channels=channels, cells=cells, batch_size=batch_size,
                           image_size=image_size, steps=steps, warmup=warmup, device=dev,
                           log=lambda m: click.echo(m, err=True),
-                          on_space=lambda partial: write_scaling(partial, out_dir))  # kept if killed later
+                          on_space=lambda partial: write_scaling(partial, out_dir),  # kept if killed later
+                          earlier=earlier)
     paths = write_scaling(study, out_dir)
     click.echo(scaling_caption(study))
     click.echo(scaling_markdown(study))

@@ -233,6 +233,7 @@ def scaling_study(
     seed: int = 0,
     log: Callable[[str], None] = lambda s: None,
     on_space: Callable[[dict[str, Any]], object] | None = None,
+    earlier: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Profile ``off``, ``full`` and the largest single network of every space (one :func:`profile`
     call each, so the configurations of a space are interleaved on the same batch).
@@ -240,15 +241,22 @@ def scaling_study(
     Returns a JSON-ready dict: the settings, one entry per space (its convolution candidates, family,
     cells, largest single network and the rows of :func:`profile`), ``summary``
     (:func:`scaling_summary`) and ``fits`` (:func:`scaling_fits`). ``on_space`` gets the study so far
-    after every space (e.g. to write it, so a run killed later keeps what it measured).
+    after every space (e.g. to write it, so a run killed later keeps what it measured). ``earlier``: a
+    study written before (e.g. by a run that was killed); its spaces are kept and not measured again
+    when its settings are the same as these.
     """
     device = torch.device(device)
-    entries: list[dict[str, Any]] = []
     settings = {
         "study": "scaling", "strategy": strategy_name, "modes": list(SCALING_MODES), "channels": channels,
         "batch_size": batch_size, "image_size": image_size, "steps": steps, "warmup": warmup,
         "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "seed": seed,
     }
+    entries: list[dict[str, Any]] = []
+    if earlier is not None and all(earlier.get(k) == v for k, v in settings.items()):
+        entries = [e for e in earlier.get("spaces", []) if e["space"] in spaces
+                   and (cells is None or e["cells"] == cells)]
+        if entries:
+            log(f"kept from the earlier run: {', '.join(e['space'] for e in entries)}")
 
     def study_so_far() -> dict[str, Any]:
         study = {**settings, "spaces": list(entries)}
@@ -257,6 +265,8 @@ def scaling_study(
         return study
 
     for name in spaces:
+        if any(e["space"] == name for e in entries):
+            continue
         space = create_space(name)
         n_cells = cells or space.default_cells
         log(f"== {name}: {conv_candidates(space)} convolution candidates, cells {n_cells}")
@@ -275,6 +285,8 @@ def scaling_study(
         _release_memory()  # the supernets of this space go before the next is built
         if on_space is not None:
             on_space(study_so_far())
+    order = {name: i for i, name in enumerate(spaces)}
+    entries.sort(key=lambda e: order[e["space"]])
     return study_so_far()
 
 

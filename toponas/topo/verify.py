@@ -414,12 +414,5 @@ def _dense(weight: torch.Tensor, dilation: int, extent: int) -> torch.Tensor:
 def _dense_unit(weight: torch.Tensor, dilation: int, extent: int) -> torch.Tensor:
     """The kernel divided by its per-output-channel L2 norm, as a dense ``extent``-square kernel."""
     norms = torch.sqrt((weight * weight).sum(dim=(1, 2, 3), keepdim=True))
-    unit = weight / norms
-    k = weight.shape[-1]
-    dense = weight.new_zeros(*weight.shape[:2], extent, extent)
-    off = (extent - ((k - 1) * dilation + 1)) // 2
-    for a in range(k):
-        for b in range(k):
-            dense[:, :, off + a * dilation, off + b * dilation] = unit[:, :, a, b]
-    return dense
+    return _dense(weight / norms, dilation, extent)
 
