@@ -23,7 +23,36 @@ from .program import Program, Term, check_modules, combine
 from .rules import RULES
 
 
-class SimplifiedCell(SearchCell):
+class _PlannedByNode:
+    """What the simplified cells share: one plan per node, over the edges reading it (in edge order)."""
+
+    edges: nn.ModuleList
+    edge_io: list[tuple[int, int]]
+    edge_keys: list[str]
+    channels: int
+    rules: frozenset[str]
+    program: Program
+
+    def _plan_nodes(self, nodes: int) -> Program:
+        """The program of the edges reading nodes ``0 .. nodes - 1``, checked against the modules."""
+        groups = []
+        for j in range(nodes):
+            ks = tuple(k for k, (_, src) in enumerate(self.edge_io) if src == j)
+            plan = plan_group(tuple(self.edges[k].specs for k in ks), self.channels, self.rules)
+            check_modules(plan, ks, self._ops, f"cell edge(s) {[self.edge_keys[k] for k in ks]}")
+            groups.append((ks, plan))
+        return Program(groups)
+
+    @property
+    def groups(self) -> list[tuple[int, tuple[int, ...], GroupPlan]]:
+        """``(source node, edge indices, plan)`` per group, for explain and inspection."""
+        return [(j, ks, plan) for j, (ks, plan) in enumerate(self.program.groups)]
+
+    def _ops(self, k: int, cand: int) -> nn.Sequential:
+        return self.edges[k].ops[cand]
+
+
+class SimplifiedCell(_PlannedByNode, SearchCell):
     """A NAS-Bench-201 search cell run as one plan per node (all edges reading that node).
 
     Same constructor state, ``edges`` and forward signature as :class:`SearchCell`; the parameters are
@@ -39,21 +68,7 @@ class SimplifiedCell(SearchCell):
         self.edge_io = list(cell.edge_io)
         self.edges = cell.edges  # the same modules: parameters shared, state-dict keys unchanged
         self.rules = frozenset(rules)
-        groups = []
-        for j in range(self.num_nodes - 1):  # group j: the edges reading node j, in edge order
-            ks = tuple(k for k, (_, src) in enumerate(self.edge_io) if src == j)
-            plan = plan_group(tuple(self.edges[k].specs for k in ks), self.channels, self.rules)
-            check_modules(plan, ks, self._ops, f"cell edge(s) {[self.edge_keys[k] for k in ks]}")
-            groups.append((ks, plan))
-        self.program = Program(groups)
-
-    @property
-    def groups(self) -> list[tuple[int, tuple[int, ...], GroupPlan]]:
-        """``(source node, edge indices, plan)`` per group, for explain and inspection."""
-        return [(j, ks, plan) for j, (ks, plan) in enumerate(self.program.groups)]
-
-    def _ops(self, k: int, cand: int) -> nn.Sequential:
-        return self.edges[k].ops[cand]
+        self.program = self._plan_nodes(self.num_nodes - 1)  # group j: the edges reading node j
 
     def forward(self, x: torch.Tensor, mixing: Mixing, group: str = "cell") -> torch.Tensor:
         if mixing.active is not None:
@@ -73,7 +88,7 @@ class SimplifiedCell(SearchCell):
         return f"rules={sorted(self.rules, key=RULES.index)}"
 
 
-class SimplifiedDartsCell(DartsSearchCell):
+class SimplifiedDartsCell(_PlannedByNode, DartsSearchCell):
     """A DARTS search cell run as one plan per node (all edges reading that node), like :class:`SimplifiedCell`.
 
     Same attributes, ``edges`` (the original modules), preprocessing and ``forward(s0, s1, mixing)`` as
@@ -89,21 +104,7 @@ class SimplifiedDartsCell(DartsSearchCell):
         self.preprocess0, self.preprocess1 = cell.preprocess0, cell.preprocess1
         self.edges = cell.edges  # the same modules: parameters shared, state-dict keys unchanged
         self.rules = frozenset(rules)
-        groups = []
-        for j in range(self.steps + 1):  # the last node has no outgoing edge
-            ks = tuple(k for k, (_, src) in enumerate(self.edge_io) if src == j)
-            plan = plan_group(tuple(self.edges[k].specs for k in ks), self.channels, self.rules)
-            check_modules(plan, ks, self._ops, f"cell edge(s) {[self.edge_keys[k] for k in ks]}")
-            groups.append((ks, plan))
-        self.program = Program(groups)
-
-    @property
-    def groups(self) -> list[tuple[int, tuple[int, ...], GroupPlan]]:
-        """``(source node, edge indices, plan)`` per group, for explain and inspection."""
-        return [(j, ks, plan) for j, (ks, plan) in enumerate(self.program.groups)]
-
-    def _ops(self, k: int, cand: int) -> nn.Sequential:
-        return self.edges[k].ops[cand]
+        self.program = self._plan_nodes(self.steps + 1)  # the last node has no outgoing edge
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         if mixing.active is not None:
