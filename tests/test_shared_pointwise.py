@@ -103,7 +103,7 @@ def test_full_edge_equals_the_literal_rule_formula(stride: int) -> None:
 def test_a_wrong_rule_4_is_caught(monkeypatch) -> None:
     """Without the kernel normalization the edge no longer equals the rule formula (by order 1)."""
     edge, x, alpha = edge_inputs(1)
-    monkeypatch.setattr(topo_program, "unit_rms_kernel", lambda w, batched=False: w)  # no normalization
+    monkeypatch.setattr(topo_program, "unit_rms_kernel", lambda w: w)  # no normalization
     simple = quiet_simplify(copy.deepcopy(edge), "full")
     literal = _literal_reference(edge, frozenset({"prefix", "fusion", "float_norm", "shared_pointwise"}))
     diff = (out_and_grads(simple, x, alpha)[0] - out_and_grads(literal, x, alpha)[0]).abs().max()

@@ -53,15 +53,12 @@ def normalize_kernel(weight: torch.Tensor) -> torch.Tensor:
     return weight / norm[..., None, None, None]
 
 
-def unit_rms_kernel(weight: torch.Tensor, batched: bool = False) -> torch.Tensor:
-    """``K`` scaled by one scalar to unit root-mean-square output-channel norm (rule 4's ``Khat``).
+def unit_rms_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """Each of ``n`` kernels scaled by one scalar to unit root-mean-square output-channel norm (rule 4's ``Khat``).
 
     One scalar per kernel (not per channel): a depthwise kernel feeds a 1x1 conv that mixes channels,
-    so only a common scale leaves the stage's bn output unchanged. ``weight`` is ``(C_out, ...)``, or
-    ``(n, C_out, ...)`` with ``batched`` (n kernels, each scaled on its own).
+    so only a common scale leaves the stage's bn output unchanged. ``weight`` is ``(n, C_out, ...)``.
     """
-    if not batched:
-        return weight * (weight.shape[0] ** 0.5 / weight.norm().clamp_min(1e-12))
     norms = weight.flatten(1).norm(dim=1).clamp_min(1e-12)  # (n,)
     scale = weight.shape[1] ** 0.5 / norms
     return weight * scale.view(-1, *([1] * (weight.dim() - 1)))

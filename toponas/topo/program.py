@@ -243,7 +243,7 @@ class Program:
 def _mix(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
     """``sum_i w_i unit_rms_kernel(K_i)`` for kernels of one shape, in a few batched operations."""
     stacked = torch.stack(list(kernels))  # (m, C_out, C_in, k, k)
-    return (unit_rms_kernel(stacked, batched=True) * w.view(-1, 1, 1, 1, 1)).sum(0)
+    return (unit_rms_kernel(stacked) * w.view(-1, 1, 1, 1, 1)).sum(0)
 
 
 def stage_layout(x: torch.Tensor) -> torch.memory_format | None:
