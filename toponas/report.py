@@ -238,7 +238,7 @@ def search_report(run: Path, out: Path) -> list[str]:
         ("strategy / topo / seed", f"{result.get('strategy')} / {result.get('topo')} / {result.get('seed')}"),
         ("epochs / steps", f"{result.get('epochs')} / {result.get('steps')}"),
         ("search time", f"{result.get('search_seconds', float('nan')):.1f} s, "
-                        f"{result.get('ms_per_step', float('nan')):.1f} ms/step (median)"),
+                        f"{result.get('ms_per_step') or float('nan'):.1f} ms/step (median)"),
         ("peak memory", f"{result.get('peak_memory_bytes', 0) / 2**20:.0f} MiB ({result.get('peak_memory_kind')})"),
         ("benchmark", ", ".join(f"{k} {v:.2f}" for k, v in bench.items()) or None),
     ]), "", "## Derived cell", "", *_images(figures[:1]), "## Curves", "", *_images(figures[1:2]),
@@ -366,7 +366,7 @@ def sweep_report(run: Path, out: Path) -> list[str]:
         lines.append(f"| {name} | {r.get('strategy')} | {r.get('topo')} | {r.get('seed')} | "
                      f"{_code(r.get('genotype'))} | "
                      f"{'n/a' if acc is None else f'{acc:.2f}'} | {r.get('search_seconds', float('nan')):.0f} | "
-                     f"{r.get('ms_per_step', float('nan')):.1f} |")
+                     f"{r.get('ms_per_step') or float('nan'):.1f} |")
     return lines
 
 

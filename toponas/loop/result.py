@@ -22,7 +22,7 @@ class SearchResult:
     epochs: int
     topo: str
     search_seconds: float
-    ms_per_step: float
+    ms_per_step: float | None
     steps: int
     peak_memory_bytes: int
     peak_memory_kind: str
@@ -43,7 +43,16 @@ class SearchResult:
         path = Path(path)
         if path.is_dir():
             path = path / "result.json"
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            from ..config import ConfigError
+
+            raise ConfigError(f"{path} cannot be read as a search result ({e})") from None
+        if not isinstance(data, dict) or "genotype" not in data:
+            from ..config import ConfigError
+
+            raise ConfigError(f"{path} is not a search result.json")
         known = {f.name for f in dataclasses.fields(cls)}
         extras = {k: v for k, v in data.items() if k not in known}
         return cls(**{k: v for k, v in data.items() if k in known}, extras=extras)
@@ -53,7 +62,7 @@ class SearchResult:
         lines = [
             f"cell       {self.genotype}",
             f"strategy   {self.strategy} on {self.space}/{self.dataset}, topo={self.topo}, seed {self.seed}",
-            f"cost       {self.search_seconds:.1f} s, {self.ms_per_step:.1f} ms/step (median), "
+            f"cost       {self.search_seconds:.1f} s, {self.ms_per_step or float('nan'):.1f} ms/step (median), "
             f"peak memory {self.peak_memory_bytes / 2**20:.0f} MiB ({self.peak_memory_kind})",
         ]
         if self.benchmark:

@@ -1,56 +1,46 @@
 """The search loop: alternating weight and architecture steps, checkpoints, resume, results.
 
 It knows no strategy and no space in detail: a strategy takes a step and derives the architecture,
-a space builds the supernet, ``toponas.topo.simplify`` (when asked) rewrites it.
+a space builds the supernet, ``toponas.topo.simplify`` (when asked) rewrites it. The epochs, steps,
+checkpoints, signals and NaN guard are the shared run loop's (``toponas.runtime.loop``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import resource
 import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from .. import topo
 from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
+from ..runtime import peak_memory, resolve_device, step_seed, write_json
+from ..runtime.loop import Diverged, RunLoop
+from ..runtime.provenance import provenance
+from ..runtime.signals import Interrupted
 from ..spaces import CellError, create_space
 from ..strategies import STRATEGIES, create_strategy
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, sigint_sets, write_json
 from .result import SearchResult
+
+__all__ = ["RESUME_FREE", "Search", "SearchDiverged", "SearchInterrupted", "cosine_lr", "resized",
+           "resolve_device", "search", "step_seed", "validate_hyper"]
 
 # Fields that may differ between a run and its resumption (where data lives, which device).
 RESUME_FREE = ("data", "cache_dir", "device", "benchmark", "out")
 
 
-class SearchDiverged(RuntimeError):
+class SearchDiverged(Diverged):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class SearchInterrupted(RuntimeError):
-    """The run was stopped (Ctrl-C); its state is saved and ``--resume`` continues it."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"unknown device {name!r}: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    return device
+class SearchInterrupted(Interrupted):
+    """The run was stopped (Ctrl-C, SIGTERM); its state is saved and ``--resume`` continues it."""
 
 
 def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:
@@ -58,9 +48,25 @@ def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:
     return minimum + (base - minimum) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
-def step_seed(seed: int, epoch: int, step: int) -> int:
-    """The RNG seed of one step, so a resumed run draws the same samples as an uninterrupted one."""
-    return (seed * 1_000_003 + epoch * 10_007 + step) % (2**63)
+NONNEGATIVE = ("lr", "wd", "momentum", "beta", "clip", "tau")
+
+
+def validate_hyper(hyper: Any) -> None:
+    """The same checks for every route (``--hp``, a config file, the Python API): a ConfigError naming the key.
+
+    Epochs must be a positive integer, every number finite, learning rates, weight decays, momenta,
+    betas, clipping norms and temperatures not negative.
+    """
+    for f in dataclasses.fields(hyper):
+        value = getattr(hyper, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"hyperparameter {f.name} must be a finite number, got {value}")
+        if f.name == "epochs" and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"hyperparameter epochs must be a positive integer, got {value}")
+        if any(part in f.name.split("_") or f.name.startswith(part) for part in NONNEGATIVE) and value < 0:
+            raise ConfigError(f"hyperparameter {f.name} must not be negative, got {value}")
 
 
 def resized(ds: ImageDataset, size: int) -> ImageDataset:
@@ -73,8 +79,13 @@ def resized(ds: ImageDataset, size: int) -> ImageDataset:
     return dataclasses.replace(ds, train_x=resize(ds.train_x), test_x=resize(ds.test_x))
 
 
-class Search:
+class Search(RunLoop):
     """One search run in ``config.out``: set up, run epochs, write ``result.json``."""
+
+    interrupted = SearchInterrupted
+    diverged = SearchDiverged
+    loss_names = {"w_loss": "weight loss", "a_loss": "architecture loss"}
+    diverged_hint = "Lower the learning rates (--hp w_lr=... / --hp a_lr=...) or check the data."
 
     def __init__(
         self,
@@ -83,53 +94,68 @@ class Search:
         progress: bool = True,
         log: Callable[[str], None] = print,
         interrupt_after: int | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after)
         self.config = config
-        self.resume = resume
-        self.progress = progress
-        self.log = log
-        self.interrupt_after = interrupt_after  # simulate Ctrl-C after this many steps (tests)
-        self.out = Path(config.out)
-        self._stop = False
-
-    # -- set-up --------------------------------------------------------------------------------
-    def _check_out_dir(self) -> dict | None:
-        ckpt_path = self.out / CHECKPOINT
-        if not self.resume:
-            if ckpt_path.exists() or (self.out / "result.json").exists():
-                raise ConfigError(
-                    f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
-                )
-            return None
-        if not ckpt_path.exists():
-            self.log(f"no checkpoint in {self.out}; starting a new run")
-            return None
-        state = load_checkpoint(ckpt_path)
-        saved = SearchConfig.from_dict(state["config"])
-        diffs = [
-            f"{k}: saved {getattr(saved, k)!r}, given {getattr(self.config, k)!r}"
-            for k in saved.to_dict()
-            if k not in RESUME_FREE and getattr(saved, k) != getattr(self.config, k)
-        ]
-        if diffs:
-            raise ConfigError("cannot resume with a different configuration: " + "; ".join(diffs))
-        return state
-
-    def setup(self) -> None:
-        cfg = self.config
+        self.command = command
+        self.extended_from: int | None = None
+        cfg = config
         if cfg.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES.names())}")
         if cfg.topo not in topo.MODES:
             raise ConfigError(f"unknown --topo {cfg.topo!r}; choose from {', '.join(topo.MODES)}")
-        state = self._check_out_dir()
-        self.device = resolve_device(cfg.device)
-        self.benchmark = resolve_benchmark(cfg.benchmark)
         self.space = create_space(cfg.space)
         try:
             self.strategy = create_strategy(cfg.strategy, self.space, cfg.hyper)
-        except (ValueError, NotImplementedError) as e:  # bad hyperparameters, or not for this space
+        except (ValueError, NotImplementedError, TypeError) as e:  # bad hyperparameters, or not for this space
             raise ConfigError(str(e)) from None
         self.hyper = self.strategy.hyper
+        validate_hyper(self.hyper)
+
+    @property
+    def epochs(self) -> int:
+        return self.hyper.epochs
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    # -- set-up --------------------------------------------------------------------------------
+    def check_saved(self, state: dict[str, Any]) -> None:
+        if "strategy" not in state or "a_optimizer" not in state:
+            raise ConfigError(f"{self.out / 'checkpoint.pt'} is not a checkpoint of `toponas search`; "
+                              "choose another --out")
+        saved = SearchConfig.from_dict(state["config"])
+        diffs = [
+            f"{k}: saved {getattr(saved, k)!r}, given {getattr(self.config, k)!r}"
+            for k in saved.to_dict()
+            if k not in RESUME_FREE and k != "hyper" and getattr(saved, k) != getattr(self.config, k)
+        ]
+        saved_hp = {k: v for k, v in saved.hyper.items() if k != "epochs"}
+        given_hp = {k: v for k, v in self.config.hyper.items() if k != "epochs"}
+        if saved_hp != given_hp:
+            diffs.append(f"hyper: saved {saved.hyper!r}, given {self.config.hyper!r}")
+        if diffs:
+            raise ConfigError("cannot resume with a different configuration: " + "; ".join(diffs))
+        saved_epochs = int(saved.hyper.get("epochs", create_strategy(saved.strategy, self.space).hyper.epochs))
+        done = int(state["epoch"])
+        if self.epochs != saved_epochs:
+            if self.epochs < done:
+                raise ConfigError(f"cannot resume with --epochs {self.epochs}: the run has already done {done} "
+                                  f"epochs (of {saved_epochs})")
+            self.extended_from = saved_epochs
+            self._print(f"extending the run from {saved_epochs} to {self.epochs} epochs (the learning-rate and "
+                        "temperature schedules follow the new length from here on)")
+
+    def finished_result(self) -> SearchResult:
+        return SearchResult.load(self.out)
+
+    def setup(self, state: dict[str, Any] | None) -> None:
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        self.benchmark = resolve_benchmark(cfg.benchmark)
+        self._lookup_failed = False
 
         self.ds = load_dataset(cfg.dataset, cfg.data, cache_dir=cfg.cache_dir, progress=self.progress)
         if cfg.image_size and cfg.image_size != self.ds.image_size:
@@ -146,121 +172,71 @@ class Search:
         self.strategy.to(self.device)
         self.ctx = self.strategy.make_context(self.model)
         w_opt, a_opt = self.ctx.w_optimizer, self.ctx.a_optimizer
-        h = self.hyper
 
-        self.epoch, self.step, self.history, self.step_ms, self.seconds = 0, 0, [], [], 0.0
-        self.partial = None
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.strategy.load_state_dict(state["strategy"])
-            w_opt.load_state_dict(state["w_optimizer"])
-            a_opt.load_state_dict(state["a_optimizer"])
-            self.epoch, self.step = state["epoch"], state["step"]
-            self.history, self.step_ms = state["history"], state["step_ms"]
-            self.seconds, self.partial = state["seconds"], state.get("partial")
+            try:
+                self.model.load_state_dict(state["model"])
+                self.strategy.load_state_dict(state["strategy"])
+                w_opt.load_state_dict(state["w_optimizer"])
+                a_opt.load_state_dict(state["a_optimizer"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as e:
+                raise ConfigError(f"{self.out / 'checkpoint.pt'} does not fit this search ({str(e).splitlines()[0]}); "
+                                  "choose another --out") from None
+            self.restore(state)
             self.log(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}")
         self.out.mkdir(parents=True, exist_ok=True)
         resolved = cfg.to_dict()
-        resolved["resolved_hyper"] = vars(h)
-        write_json(self.out / "config.json", resolved)
+        resolved["resolved_hyper"] = vars(self.hyper)
+        write_json(self.out / "config.json", resolved, only_if_changed=True)
 
     def _simplify(self, module: torch.nn.Module) -> torch.nn.Module:
         """The run's ``--topo`` rewrite of a plain module, on the run's device, in training mode."""
         cfg = self.config
         return topo.simplify(module, cfg.topo, disable=cfg.topo_disable).to(self.device).train()
 
-    # -- checkpoint ----------------------------------------------------------------------------
-    def _save(self, epoch: int, step: int, partial: dict | None) -> None:
-        save_checkpoint(self.out / CHECKPOINT, {
+    # -- the loop's hooks ------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
             "config": self.config.to_dict(),
-            "epoch": epoch,
-            "step": step,
             "model": self.model.state_dict(),
             "strategy": self.strategy.state_dict(),
             "w_optimizer": self.ctx.w_optimizer.state_dict(),
             "a_optimizer": self.ctx.a_optimizer.state_dict(),
-            "history": self.history,
-            "step_ms": self.step_ms,
-            "seconds": self.seconds,
-            "partial": partial,
-        })
+        }
 
-    # -- run -----------------------------------------------------------------------------------
-    def run(self) -> SearchResult:
-        """Run (or continue) the search and write ``result.json``; returns the result."""
-        self.setup()
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        with sigint_sets(lambda: setattr(self, "_stop", True), lambda: self._stop):
-            for epoch in range(self.epoch, self.hyper.epochs):
-                self._run_epoch(epoch)
-        return self._finish()
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
 
-    def _run_epoch(self, epoch: int) -> None:
-        h, cfg = self.hyper, self.config
+    def begin_epoch(self, epoch: int) -> None:
+        h = self.hyper
         self.strategy.new_epoch(epoch, h.epochs)
-        lr = cosine_lr(h.w_lr, h.w_lr_min, epoch, h.epochs)
+        self.lr = cosine_lr(h.w_lr, h.w_lr_min, epoch, h.epochs)
         for group in self.ctx.w_optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = self.lr
         self.ctx.epoch = epoch
-        start = self.step if epoch == self.epoch else 0
-        sums = self.partial if (self.partial and start > 0) else {
-            "w_loss": 0.0, "w_correct": 0, "a_loss": 0.0, "a_correct": 0, "n": 0, "seconds": 0.0}
-        bar = tqdm(total=len(self.batches), initial=start, desc=f"epoch {epoch + 1}/{h.epochs}",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
-        cuda = self.device.type == "cuda"
-        for step, (x_w, y_w, x_a, y_a) in enumerate(self.batches.epoch(epoch, start), start=start):
-            torch.manual_seed(step_seed(cfg.seed, epoch, step))
-            t0 = time.perf_counter()
-            stats = self.strategy.step(self.ctx, x_w, y_w, x_a, y_a)
-            w_loss, a_loss = stats.w_loss.item(), stats.a_loss.item()  # also synchronizes the device
-            if cuda:
-                torch.cuda.synchronize(self.device)
-            dt = time.perf_counter() - t0
-            if not (math.isfinite(w_loss) and math.isfinite(a_loss)):
-                bar.close()
-                raise SearchDiverged(
-                    f"the loss became {'weight' if not math.isfinite(w_loss) else 'architecture'} "
-                    f"loss = {w_loss if not math.isfinite(w_loss) else a_loss} at epoch {epoch + 1}, "
-                    f"step {step + 1}; the last good checkpoint in {self.out} is kept. Lower the "
-                    "learning rates (--hp w_lr=... / --hp a_lr=...) or check the data."
-                )
-            self.step_ms.append(dt * 1000)
-            self.seconds += dt
-            n = stats.batch
-            sums["w_loss"] += w_loss * n
-            sums["a_loss"] += a_loss * n
-            sums["w_correct"] += int(stats.w_correct)
-            sums["a_correct"] += int(stats.a_correct)
-            sums["n"] += n
-            sums["seconds"] += dt
-            bar.update(1)
-            bar.set_postfix(loss=f"{w_loss:.3f}", acc=f"{sums['w_correct'] / sums['n']:.3f}",
-                            arch_loss=f"{a_loss:.3f}")
-            if self.interrupt_after is not None:
-                self.interrupt_after -= 1
-                self._stop = self._stop or self.interrupt_after <= 0
-            if self._stop and step + 1 < len(self.batches):
-                bar.close()
-                self._save(epoch, step + 1, sums)
-                raise SearchInterrupted(
-                    f"stopped at epoch {epoch + 1}, step {step + 1}; state saved in {self.out}. "
-                    "Continue with the same command and --resume."
-                )
-        bar.close()
-        self._end_epoch(epoch, lr, sums)
-        if self._stop and epoch + 1 < self.hyper.epochs:
-            raise SearchInterrupted(
-                f"stopped after epoch {epoch + 1}; state saved in {self.out}. "
-                "Continue with the same command and --resume."
-            )
 
-    def _end_epoch(self, epoch: int, lr: float, sums: dict) -> None:
+    def epoch_batches(self, epoch: int, start: int):
+        return self.batches.epoch(epoch, start)
+
+    def zero_sums(self) -> dict[str, Any]:
+        return {"w_loss": 0.0, "w_correct": 0, "a_loss": 0.0, "a_correct": 0, "n": 0, "seconds": 0.0}
+
+    def take_step(self, epoch: int, step: int, steps: int, batch) -> tuple[dict, dict, int]:
+        x_w, y_w, x_a, y_a = batch
+        stats = self.strategy.step(self.ctx, x_w, y_w, x_a, y_a)
+        losses = {"w_loss": stats.w_loss.item(), "a_loss": stats.a_loss.item()}  # also synchronizes the device
+        return losses, {"w_correct": int(stats.w_correct), "a_correct": int(stats.a_correct)}, stats.batch
+
+    def postfix(self, losses: dict, sums: dict) -> dict[str, str]:
+        return {"loss": f"{losses['w_loss']:.3f}", "acc": f"{sums['w_correct'] / sums['n']:.3f}",
+                "arch_loss": f"{losses['a_loss']:.3f}"}
+
+    def end_epoch(self, epoch: int, sums: dict) -> None:
         cell = self.strategy.derive()
         n = max(sums["n"], 1)
         record = {
             "epoch": epoch + 1,
-            "lr": lr,
+            "lr": self.lr,
             "w_loss": sums["w_loss"] / n,
             "w_acc": sums["w_correct"] / n,
             "a_loss": sums["a_loss"] / n,
@@ -282,31 +258,32 @@ class Search:
         self.log(line)
         self.strategy.after_epoch(self.ctx, epoch, self._simplify)  # may change the supernet
         self.model = self.ctx.model
-        self._save(epoch + 1, 0, None)
 
     def _lookup(self, cell) -> dict | None:
         if self.benchmark is None:
             return None
         try:
             return self.benchmark.lookup(cell)
-        except (BenchmarkError, CellError) as e:  # a cell of another space is not in the table
-            self.log(f"benchmark: {e}")
+        except (BenchmarkError, CellError) as e:  # a cell of another space is not in the table: say so once
+            if not self._lookup_failed:
+                self.log(f"benchmark: {e} (not looked up for this run)")
+            self._lookup_failed = True
             return None
 
-    def _finish(self) -> SearchResult:
+    def finish(self) -> SearchResult:
         cfg = self.config
         cell = self.strategy.derive()
-        if self.device.type == "cuda":
-            peak, kind = torch.cuda.max_memory_allocated(self.device), "cuda_max_memory_allocated"
-        else:
-            scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-            peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "cpu_max_rss"
+        peak, kind = peak_memory(self.device)
         edge_keys = self.space.edge_keys
         alphas = {
             g: {edge_keys[g][e]: dict(zip(self.space.op_names, row))
                 for e, row in enumerate(a.detach().cpu().tolist())}
             for g, a in self.strategy.alphas.items()
         }
+        extras = {**self.strategy.result_extras(), **space_record(cfg.space),
+                  "provenance": provenance(self.device, self.command)}
+        if self.extended_from is not None:
+            extras["extended_from_epochs"] = self.extended_from
         result = SearchResult(
             genotype=str(cell),
             space=cfg.space,
@@ -316,7 +293,7 @@ class Search:
             epochs=self.hyper.epochs,
             topo=cfg.topo,
             search_seconds=self.seconds,
-            ms_per_step=statistics.median(self.step_ms) if self.step_ms else float("nan"),
+            ms_per_step=statistics.median(self.step_ms) if self.step_ms else None,
             steps=len(self.step_ms),
             peak_memory_bytes=int(peak),
             peak_memory_kind=kind,
@@ -325,10 +302,17 @@ class Search:
             history=self.history,
             benchmark=self._lookup(cell),
             out_dir=str(self.out),
-            extras=self.strategy.result_extras(),
+            extras=extras,
         )
         write_json(self.out / "result.json", result.to_dict())
         return result
+
+
+def space_record(space: str) -> dict[str, Any]:
+    """For a custom space (a .json declaration): its path, checksum and the declaration itself, to rebuild it."""
+    from ..spaces.declared import describe_space_file
+
+    return describe_space_file(space)
 
 
 def search(config: SearchConfig | None = None, *, resume: bool = False, progress: bool = False,

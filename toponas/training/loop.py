@@ -1,9 +1,9 @@
 """The training loop: retrain a discrete network from scratch, with checkpoints, resume and ``train.json``.
 
-It follows the search loop (``toponas.loop.search``): atomic checkpoints after every epoch, the RNG
-seeded per step and batches drawn per (seed, epoch, step) so a resumed run ends bitwise equal to an
-uninterrupted one (on the same device), the first Ctrl-C finishes the step and saves, a NaN loss
-stops with the last good checkpoint kept. On CUDA the network runs in the channels-last memory
+It is the run loop the search uses too (``toponas.runtime.loop``): atomic checkpoints after every
+epoch, the RNG seeded per step and batches drawn per (seed, epoch, step) so a resumed run ends bitwise
+equal to an uninterrupted one (on the same device), Ctrl-C or SIGTERM finishes the step and saves, a
+NaN loss stops with the last good checkpoint kept. On CUDA the network runs in the channels-last memory
 format (1.5x faster steps for the NB201 network on an H100) and, with ``amp``, under autocast
 (bfloat16 where the GPU supports it, else float16 with loss scaling).
 """
@@ -11,37 +11,36 @@ format (1.5x faster steps for the NB201 network on an H100) and, with ``amp``, u
 from __future__ import annotations
 
 import contextlib
+import json
 import math
-import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from ..config import ConfigError
 from ..data import eval_batches, load_dataset
-from ..loop.checkpoint import CHECKPOINT, save_checkpoint, sigint_sets, write_json
-from ..loop.search import resolve_device, step_seed
+from ..runtime import peak_memory, resolve_device, write_json
+from ..runtime.loop import Diverged, RunLoop
+from ..runtime.provenance import provenance
+from ..runtime.signals import Interrupted
 from ..spaces import create_space
 from .arch import MODEL_FILE, TRAIN_JSON
 from .batches import TrainBatches, training_indices
 from .config import TrainConfig
 from .cost import count_mult_adds, count_parameters, format_count
-from .network import build_network, cpu_state, network_meta, read_checkpoint, save_model
+from .network import build_network, cpu_state, network_meta, save_model
 
 
-class TrainDiverged(RuntimeError):
+class TrainDiverged(Diverged):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class TrainInterrupted(RuntimeError):
-    """The run was stopped (Ctrl-C); its state is saved and ``--resume`` continues it."""
+class TrainInterrupted(Interrupted):
+    """The run was stopped (Ctrl-C, SIGTERM); its state is saved and ``--resume`` continues it."""
 
 
 def scheduled_lr(cfg: TrainConfig, epoch: int, step: int, steps: int) -> float:
@@ -50,54 +49,56 @@ def scheduled_lr(cfg: TrainConfig, epoch: int, step: int, steps: int) -> float:
     return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t / cfg.epochs)) / 2
 
 
-class Trainer:
+class Trainer(RunLoop):
     """One training run in ``config.out``: set up, run epochs, evaluate, write ``train.json`` and ``model.pt``.
 
     ``space`` overrides the registered space named by ``config.space`` (an object with ``parse`` and
     ``build_network``); ``interrupt_after`` simulates Ctrl-C after that many steps (tests).
     """
 
+    result_file = TRAIN_JSON
+    interrupted = TrainInterrupted
+    diverged = TrainDiverged
+    loss_names = {"loss": "training loss"}
+    diverged_hint = "Lower the learning rate (--lr) or check the data."
+
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True,
                  log: Callable[[str], None] = print, interrupt_after: int | None = None,
-                 space: Any = None) -> None:
+                 space: Any = None, command: list[str] | None = None) -> None:
+        super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after)
         self.config = config
-        self.resume = resume
-        self.progress = progress
-        self._log = log
-        self.interrupt_after = interrupt_after
         self.space = space
-        self.out = Path(config.out)
-        self._stop = False
+        self.command = command
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     def log(self, line: str) -> None:
         """Print a line and append it to ``RUN/log.txt``."""
-        self._log(line)
+        self._print(line)
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "log.txt", "a") as f:
             f.write(line + "\n")
 
     # -- set-up --------------------------------------------------------------------------------
-    def _saved_state(self) -> dict | None:
-        ckpt = self.out / CHECKPOINT
-        if not self.resume:
-            if ckpt.exists() or (self.out / TRAIN_JSON).exists():
-                raise ConfigError(
-                    f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
-            return None
-        if not ckpt.exists():
-            self._log(f"no checkpoint in {self.out}; starting a new run")
-            return None
-        state = read_checkpoint(ckpt)
-        if "network" not in state or "config" not in state:
-            raise ConfigError(f"{ckpt} is not a checkpoint of `toponas train`; choose another --out")
+    def check_saved(self, state: dict[str, Any]) -> None:
+        if "network" not in state or "optimizer" not in state:
+            raise ConfigError(f"{self.out / 'checkpoint.pt'} is not a checkpoint of `toponas train`; "
+                              "choose another --out")
         diffs = TrainConfig.from_dict(state["config"]).differences(self.config)
         if diffs:
             raise ConfigError("cannot resume with a different configuration: " + "; ".join(diffs))
-        return state
 
-    def setup(self) -> None:
+    def finished_result(self) -> dict[str, Any]:
+        return json.loads((self.out / TRAIN_JSON).read_text())
+
+    def setup(self, state: dict[str, Any] | None) -> None:
         cfg = self.config
-        state = self._saved_state()
         self.device = resolve_device(cfg.device)
         cuda = self.device.type == "cuda"
         if self.space is None:
@@ -128,16 +129,16 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
-        self.epoch, self.step, self.history, self.step_ms, self.seconds = 0, 0, [], [], 0.0
-        self.partial: dict | None = None
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-            self.epoch, self.step = state["epoch"], state["step"]
-            self.history, self.step_ms = state["history"], state["step_ms"]
-            self.seconds, self.partial = state["seconds"], state.get("partial")
+            try:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                if state.get("scaler"):
+                    self.scaler.load_state_dict(state["scaler"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as e:
+                raise ConfigError(f"{self.out / 'checkpoint.pt'} does not fit this network "
+                                  f"({str(e).splitlines()[0]}); choose another --out") from None
+            self.restore(state)
             self.log(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}")
         else:
             self.log(f"train {genotype} ({cfg.space}) on {cfg.dataset}: {len(indices)} images, "
@@ -150,36 +151,15 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
-    # -- checkpoint ----------------------------------------------------------------------------
-    def _save(self, epoch: int, step: int, partial: dict | None) -> None:
-        save_checkpoint(self.out / CHECKPOINT, {
+    # -- the loop's hooks ------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
             "config": self.config.to_dict(),
             "network": self.meta,
-            "epoch": epoch,
-            "step": step,
             "model": cpu_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "history": self.history,
-            "step_ms": self.step_ms,
-            "seconds": self.seconds,
-            "partial": partial,
-        })
-
-    # -- run -----------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Train (or continue training) and write ``train.json``; returns its contents."""
-        self.setup()
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-        def flag() -> None:
-            self._stop = True
-
-        with sigint_sets(flag, lambda: self._stop):
-            for epoch in range(self.epoch, self.config.epochs):
-                self._run_epoch(epoch)
-        return self._finish()
+        }
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
@@ -201,57 +181,29 @@ class Trainer:
         self.scaler.update()
         return loss.detach(), (logits.detach().argmax(1) == y).sum()
 
-    def _run_epoch(self, epoch: int) -> None:
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
+
+    def begin_epoch(self, epoch: int) -> None:
         cfg = self.config
         if cfg.drop_path:
             self.model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs  # DARTS: a linear ramp
         self.model.train()
-        steps = len(self.batches)
-        start = self.step if epoch == self.epoch else 0
-        sums = self.partial if (self.partial and start > 0) else {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
-        bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
-        cuda = self.device.type == "cuda"
-        for step, (x, y) in enumerate(self.batches.epoch(epoch, start), start=start):
-            torch.manual_seed(step_seed(cfg.seed, epoch, step))
-            t0 = time.perf_counter()
-            loss_t, correct_t = self._train_step(x, y, scheduled_lr(cfg, epoch, step, steps))
-            loss = loss_t.item()  # also synchronizes the device
-            if cuda:
-                torch.cuda.synchronize(self.device)
-            dt = time.perf_counter() - t0
-            if not math.isfinite(loss):
-                bar.close()
-                raise TrainDiverged(
-                    f"the training loss became {loss} at epoch {epoch + 1}, step {step + 1}; the last good "
-                    f"checkpoint in {self.out} is kept. Lower the learning rate (--lr) or check the data."
-                )
-            self.step_ms.append(dt * 1000)
-            self.seconds += dt
-            n = len(y)
-            sums["loss"] += loss * n
-            sums["correct"] += int(correct_t)
-            sums["n"] += n
-            sums["seconds"] += dt
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
-            if self.interrupt_after is not None:
-                self.interrupt_after -= 1
-                self._stop = self._stop or self.interrupt_after <= 0
-            if self._stop and step + 1 < steps:
-                bar.close()
-                self._save(epoch, step + 1, sums)
-                raise TrainInterrupted(
-                    f"stopped at epoch {epoch + 1}, step {step + 1}; state saved in {self.out}. "
-                    "Continue with the same command and --resume."
-                )
-        bar.close()
-        self._end_epoch(epoch, sums)
-        if self._stop and epoch + 1 < cfg.epochs:
-            raise TrainInterrupted(
-                f"stopped after epoch {epoch + 1}; state saved in {self.out}. "
-                "Continue with the same command and --resume."
-            )
+
+    def epoch_batches(self, epoch: int, start: int):
+        return self.batches.epoch(epoch, start)
+
+    def zero_sums(self) -> dict[str, Any]:
+        return {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
+
+    def take_step(self, epoch: int, step: int, steps: int, batch) -> tuple[dict, dict, int]:
+        x, y = batch
+        loss_t, correct_t = self._train_step(x, y, scheduled_lr(self.config, epoch, step, steps))
+        loss = loss_t.item()  # also synchronizes the device
+        return {"loss": loss}, {"correct": int(correct_t)}, len(y)
+
+    def postfix(self, losses: dict, sums: dict) -> dict[str, str]:
+        return {"loss": f"{losses['loss']:.3f}", "acc": f"{sums['correct'] / sums['n']:.3f}"}
 
     def evaluate(self) -> tuple[float, float, float]:
         """(test loss, test accuracy in 0..1, seconds) over the whole test split, in eval mode."""
@@ -269,7 +221,7 @@ class Trainer:
         self.model.train()
         return loss_sum / max(n, 1), correct / max(n, 1), time.perf_counter() - t0
 
-    def _end_epoch(self, epoch: int, sums: dict) -> None:
+    def end_epoch(self, epoch: int, sums: dict) -> None:
         cfg = self.config
         n = max(sums["n"], 1)
         record: dict[str, Any] = {
@@ -287,18 +239,13 @@ class Trainer:
         line += f"  {record['seconds']:.1f}s"
         self.history.append(record)
         self.log(line)
-        self._save(epoch + 1, 0, None)
 
-    def _finish(self) -> dict[str, Any]:
+    def finish(self) -> dict[str, Any]:
         cfg = self.config
         last = self.history[-1] if self.history else {}
         if "test_acc" not in last:  # resumed a run that had finished without a final evaluation
             last["test_loss"], last["test_acc"], last["eval_seconds"] = self.evaluate()
-        if self.device.type == "cuda":
-            peak, kind = torch.cuda.max_memory_allocated(self.device), "cuda_max_memory_allocated"
-        else:
-            scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-            peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "cpu_max_rss"
+        peak, kind = peak_memory(self.device)
         save_model(self.out / MODEL_FILE, self.model, self.meta)
         result = {
             "arch": self.meta["arch"],
@@ -324,6 +271,7 @@ class Trainer:
             "network": self.meta,
             "config": cfg.to_dict(),
             "history": self.history,
+            "provenance": provenance(self.device, self.command),
         }
         write_json(self.out / TRAIN_JSON, result)
         return result
