@@ -212,5 +212,5 @@ class RunLoop:
             kept = f"the last good checkpoint in {self.out} is kept (--resume continues from it)"
         else:
             kept = "no checkpoint was written yet (it diverged in the first epoch)"
-        return (f"the {self.loss_names.get(name, name.replace('_', ' '))} became {value} at epoch {epoch + 1}, step {step + 1}; "
-                f"{kept}. {self.diverged_hint}")
+        what = self.loss_names.get(name, name.replace("_", " "))
+        return f"the {what} became {value} at epoch {epoch + 1}, step {step + 1}; {kept}. {self.diverged_hint}"
