@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from toponas.commands_extra import export as export_command
+from toponas.cli.train import export as export_command
 from toponas.export import ExportError, export, load_network
 from toponas.training import TrainConfig, Trainer, load_trained
 

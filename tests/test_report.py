@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import toponas
-from toponas.commands_extra import report as report_command
+from toponas.cli.report import report as report_command
 from toponas.loop.checkpoint import write_json
 from toponas.report import ReportError, detect_kind, draw_cell, report
 from toponas.training import TrainConfig, Trainer

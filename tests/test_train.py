@@ -8,7 +8,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from toponas.commands_extra import export, report, train
+from toponas.cli.report import report
+from toponas.cli.train import export, train
 from toponas.config import ConfigError
 from toponas.loop.checkpoint import load_checkpoint, write_json
 from toponas.spaces.cell import CellError

@@ -2,7 +2,9 @@
 
 Each run is an ordinary ``toponas search`` in its own directory, started as a subprocess so runs
 go in parallel where cores allow. A run whose ``result.json`` exists is not run again, and a run
-that was killed continues from its checkpoint, so a killed sweep resumes by running it again.
+that was killed continues from its checkpoint, so a killed sweep resumes by running it again. A run
+is identified by its whole resolved configuration: a run directory made with other settings (another
+``--budget`` or ``--set``) is refused before any work, with the difference named, never reused.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+from .config import ConfigError, SearchConfig
 
 #: Budgets: search options shared by every run of a sweep. ``cpu`` finished the default grid
 #: (9 strategies x off/full x 2 seeds) in 19.7 minutes on 2 cores (docs/quality.md); ``reference`` is the
@@ -47,6 +51,78 @@ def plan(strategies: Sequence[str], modes: Sequence[str], seeds: Sequence[int]) 
     return [Run(s, m, seed) for s, m, seed in itertools.product(strategies, modes, seeds)]
 
 
+class SweepFailed(RuntimeError):
+    """Some runs of a sweep failed; ``failures`` maps each run to the first error it printed."""
+
+    def __init__(self, failures: dict[str, str], total: int, rows: list[dict]) -> None:
+        self.failures, self.rows = failures, rows
+        super().__init__(f"{len(failures)} of {total} run(s) failed ("
+                         + "; ".join(f"{name}: {err}" for name, err in failures.items())
+                         + "); fix the cause and run the sweep again to retry them")
+
+
+#: Options that go into the strategy's hyperparameters rather than SearchConfig fields.
+HYPER_OPTIONS = ("epochs", "samples", "sample_scale", "joint_after", "flops_target")
+#: Fields of a run that may differ from the sweep's without making it another run.
+RUN_FREE = ("data", "cache_dir", "device", "benchmark", "out")
+
+
+def expected_config(run: Run, out: Path, options: dict[str, str]) -> SearchConfig:
+    """The resolved SearchConfig a run of the sweep has (what identifies it)."""
+    types = {f.name: str(f.type) for f in fields(SearchConfig)}
+    values: dict = {"strategy": run.strategy, "topo": run.topo, "seed": run.seed, "out": str(out / run.name)}
+    hyper: dict = {}
+    for key, value in options.items():
+        name = key.replace("-", "_")
+        if name in HYPER_OPTIONS:
+            hyper[name] = value
+        elif name not in types or name == "hyper":
+            raise ConfigError(f"--set {key}: not a search option; known: "
+                              f"{', '.join(sorted([*types, *HYPER_OPTIONS]))}")
+        elif "int" in types[name]:
+            try:
+                values[name] = int(value)
+            except ValueError:
+                raise ConfigError(f"--set {key}={value}: expected an integer") from None
+        else:
+            values[name] = value
+    return SearchConfig(**values, hyper=hyper)
+
+
+def run_differences(run_dir: Path, expected: SearchConfig) -> list[str]:
+    """How the run already in ``run_dir`` differs from ``expected`` (empty: the same run, or none yet)."""
+    from .spaces import create_space
+    from .strategies import create_strategy
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return [] if not (run_dir / "result.json").exists() else ["no config.json beside its result.json"]
+    try:
+        saved = json.loads(path.read_text())
+        resolved = saved.pop("resolved_hyper", None)
+        have = SearchConfig.from_dict(saved)
+    except (OSError, ValueError, TypeError) as e:
+        return [f"its config.json cannot be read ({e})"]
+    diffs = [f"{k}={getattr(have, k)!r} (now {getattr(expected, k)!r})" for k in expected.to_dict()
+             if k not in (*RUN_FREE, "hyper") and getattr(have, k) != getattr(expected, k)]
+    try:
+        want = vars(create_strategy(expected.strategy, create_space(expected.space), expected.hyper).hyper)
+    except (ValueError, NotImplementedError) as e:
+        raise ConfigError(str(e)) from None
+    if isinstance(resolved, dict):
+        diffs += [f"{k}={resolved.get(k)!r} (now {v!r})" for k, v in want.items() if resolved.get(k) != v]
+    return diffs
+
+
+def first_error(text: str) -> str:
+    """The first ``error:`` line of a run's output, else the last line of a traceback or output."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("error:"):
+            return line[len("error:"):].strip()
+    return lines[-1] if lines else "no output"
+
+
 def run_command(run: Run, out: Path, options: dict[str, str], extra: Sequence[str]) -> list[str]:
     """The ``toponas search`` command line of one run (``--resume`` continues a killed one)."""
     cmd = [sys.executable, "-m", "toponas.cli", "search", "--strategy", run.strategy, "--topo", run.topo,
@@ -68,30 +144,40 @@ def sweep(
 ) -> list[dict]:
     """Run every unfinished run of the grid (``jobs`` at a time), then write the summary."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     runs = plan(strategies, modes, seeds)
+    clashes = []
+    for run in runs:
+        diffs = run_differences(out / run.name, expected_config(run, out, options))
+        if diffs:
+            clashes.append(f"{run.name} was made with {', '.join(diffs)}")
+    if clashes:
+        raise ConfigError(f"{out} holds runs of other settings: {'; '.join(clashes)}. Use another --out "
+                          "(or delete those run directories) instead of mixing them")
+    out.mkdir(parents=True, exist_ok=True)
     todo = [r for r in runs if not (out / r.name / "result.json").exists()]
     log(f"{len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run, {jobs} at a time")
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
-    def one(run: Run) -> tuple[Run, int]:
+    def one(run: Run) -> tuple[Run, int, str]:
         (out / run.name).mkdir(parents=True, exist_ok=True)
-        with open(out / run.name / "log.txt", "a") as f:
-            code = subprocess.call(run_command(run, out, options, extra), stdout=f, stderr=subprocess.STDOUT,
-                                   env=env, stdin=subprocess.DEVNULL)
-        return run, code
+        proc = subprocess.run(run_command(run, out, options, extra), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, text=True)
+        with open(out / run.name / "sweep-output.txt", "a") as f:  # the run's own log.txt is its log
+            f.write(proc.stdout)
+        return run, proc.returncode, proc.stdout
 
-    failed = []
+    failures: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        for run, code in pool.map(one, todo):
-            status = "done" if code == 0 else f"FAILED (exit {code}, see {out / run.name / 'log.txt'})"
-            log(f"{run.name}: {status}")
-            if code != 0:
-                failed.append(run.name)
+        for run, code, output in pool.map(one, todo):
+            if code == 0:
+                log(f"{run.name}: done")
+            else:
+                failures[run.name] = f"exit {code}: {first_error(output)}"
+                log(f"{run.name}: FAILED ({failures[run.name]}; see {out / run.name / 'sweep-output.txt'})")
     rows = summarize(out, runs)
-    if failed:
-        log(f"{len(failed)} run(s) failed: {', '.join(failed)}; run the sweep again to retry them")
+    if failures:
+        raise SweepFailed(failures, len(todo), rows)
     return rows
 
 

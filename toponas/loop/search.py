@@ -95,8 +95,10 @@ class Search(RunLoop):
         log: Callable[[str], None] = print,
         interrupt_after: int | None = None,
         command: list[str] | None = None,
+        tensorboard: bool = False,
     ) -> None:
-        super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after)
+        super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after,
+                         tensorboard=tensorboard)
         self.config = config
         self.command = command
         self.extended_from: int | None = None
@@ -184,10 +186,25 @@ class Search(RunLoop):
                                   "choose another --out") from None
             self.restore(state)
             self.log(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}")
+        else:
+            self.log(self.header(len(w_idx), len(a_idx)))
         self.out.mkdir(parents=True, exist_ok=True)
         resolved = cfg.to_dict()
         resolved["resolved_hyper"] = vars(self.hyper)
         write_json(self.out / "config.json", resolved, only_if_changed=True)
+
+    def header(self, n_weights: int, n_arch: int) -> str:
+        """The first lines of a run's log: data, space, strategy, simplifier, device, resolved hyperparameters."""
+        cfg, ds = self.config, self.ds
+        hp = ", ".join(f"{k}={v}" for k, v in vars(self.hyper).items())
+        return "\n".join([
+            f"search {cfg.strategy} on {cfg.space} (C={cfg.channels}, N={cfg.cells or self.space.default_cells}), "
+            f"topo={cfg.topo}" + (f" without {', '.join(cfg.topo_disable)}" if cfg.topo_disable else ""),
+            f"data   {ds.name}: {len(ds.train_y)} training images ({n_weights} weight / {n_arch} architecture), "
+            f"{ds.num_classes} classes, {ds.image_size}x{ds.image_size}, batch {cfg.batch_size}, seed {cfg.seed}",
+            f"device {self.device}",
+            f"hyper  {hp}",
+        ])
 
     def _simplify(self, module: torch.nn.Module) -> torch.nn.Module:
         """The run's ``--topo`` rewrite of a plain module, on the run's device, in training mode."""

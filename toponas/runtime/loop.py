@@ -9,6 +9,8 @@ one step is, what an epoch ends with, what its checkpoint holds and what its res
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import sys
 import time
@@ -21,8 +23,33 @@ from tqdm import tqdm
 
 from ..config import ConfigError
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .files import atomic_write_bytes
 from .seeding import step_seed
 from .signals import Interrupted, StopSignals
+
+METRICS_CSV = "metrics.csv"
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV (columns: the union of the rows' keys, in first-seen order), written atomically."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    data = buf.getvalue().encode()
+    atomic_write_bytes(path, lambda f: f.write(data))
+
+
+def open_tensorboard(where: Path | None):
+    """A TensorBoard ``SummaryWriter`` into ``where`` (None: only check that the extra is installed)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'toponas[tensorboard]'") from None
+    return None if where is None else SummaryWriter(str(where))
 
 
 class Diverged(RuntimeError):
@@ -43,8 +70,11 @@ class RunLoop:
     loss_names: dict[str, str] = {}  # how the divergence message names a loss
 
     def __init__(self, out: str | Path, resume: bool = False, progress: bool = True,
-                 log: Callable[[str], None] = print, interrupt_after: int | None = None) -> None:
+                 log: Callable[[str], None] = print, interrupt_after: int | None = None,
+                 tensorboard: bool = False) -> None:
         self.out = Path(out)
+        self.tensorboard = tensorboard
+        self._writer = None
         self.resume = resume
         self.progress = progress
         self._print = log
@@ -53,6 +83,7 @@ class RunLoop:
         self.epoch, self.step, self.history, self.step_ms, self.seconds = 0, 0, [], [], 0.0
         self.partial: dict | None = None
         self.device = torch.device("cpu")
+        self.noop = False  # a finished run resumed as it was: nothing was written
 
     # -- hooks -------------------------------------------------------------------------------------
     @property
@@ -108,7 +139,30 @@ class RunLoop:
 
     # -- the loop ----------------------------------------------------------------------------------
     def log(self, line: str) -> None:
+        """Print a line and append it to ``RUN/log.txt`` (the log of the whole run)."""
         self._print(line)
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.out / "log.txt", "a") as f:
+                f.write(line + "\n")
+        except OSError as e:
+            from .files import OutputError, describe_os_error
+
+            raise OutputError(describe_os_error(e, self.out / "log.txt")) from None
+
+    def write_metrics(self) -> None:
+        """``RUN/metrics.csv``: one row per finished epoch (its scalar figures), and TensorBoard scalars if asked."""
+        rows = [{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                for r in self.history]
+        write_csv(self.out / METRICS_CSV, rows)
+        if self.tensorboard and self.history:
+            if self._writer is None:
+                self._writer = open_tensorboard(self.out / "tensorboard")
+            last = rows[-1]
+            for key, value in last.items():
+                if key != "epoch":
+                    self._writer.add_scalar(key, value, int(last.get("epoch", len(rows))))
+            self._writer.flush()
 
     def saved_state(self) -> dict[str, Any] | None:
         """The checkpoint to resume from (None: a new run); refuses to overwrite a run without ``resume``."""
@@ -150,13 +204,20 @@ class RunLoop:
         if (state is not None and int(state["epoch"]) >= self.epochs and state.get("step", 0) == 0
                 and (self.out / self.result_file).exists()):
             self._print(f"{self.out} has already finished its {self.epochs} epochs; nothing to do")
+            self.noop = True
             return self.finished_result()
+        if self.tensorboard:
+            open_tensorboard(None)  # the extra is missing: say so before any work
         self.setup(state)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        with self.signals:
-            for epoch in range(self.epoch, self.epochs):
-                self._run_epoch(epoch)
+        try:
+            with self.signals:
+                for epoch in range(self.epoch, self.epochs):
+                    self._run_epoch(epoch)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
         return self.finish()
 
     def _stopped(self, where: str) -> Interrupted:
@@ -203,6 +264,7 @@ class RunLoop:
         bar.close()
         self.end_epoch(epoch, sums)
         self.save(epoch + 1, 0, None)
+        self.write_metrics()
         if self.signals.stopping and epoch + 1 < self.epochs:
             raise self._stopped(f"after epoch {epoch + 1}")
 

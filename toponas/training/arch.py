@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
 from ..spaces import SPACES, create_space
 from ..spaces.cell import CellError
+from ..spaces.declared import is_space_file, space_for_run
 
 TRAIN_JSON = "train.json"
 MODEL_FILE = "model.pt"
@@ -34,6 +35,7 @@ class ArchSource:
     kind: str
     origin: str
     weights: Path | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # the run's own dataset and data path
 
 
 def parse_genotype(text: str, space: str | None = None) -> tuple[str, str]:
@@ -41,7 +43,7 @@ def parse_genotype(text: str, space: str | None = None) -> tuple[str, str]:
     names = [space] if space else SPACES.names()
     errors = []
     for name in names:
-        if name not in SPACES:
+        if name not in SPACES and not is_space_file(name):
             raise ConfigError(f"search space {name!r} is not available; known: {', '.join(SPACES.names())}")
         try:
             return name, str(create_space(name).parse(text))
@@ -63,13 +65,32 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _from_json(path: Path, space: str | None) -> ArchSource:
     data = _read_json(path)
     if "genotype" in data:  # a search's result.json
-        name, genotype = parse_genotype(str(data["genotype"]), space or data.get("space"))
-        return ArchSource(name, genotype, "search", str(path))
+        name, genotype = parse_genotype(str(data["genotype"]), space or space_for_run(data, path.parent))
+        return ArchSource(name, genotype, "search", str(path), defaults=_run_defaults(data, path.parent))
     if "arch" in data and "history" in data:  # a training run's train.json
         name, genotype = parse_genotype(str(data["arch"]), space or data.get("space"))
         weights = path.parent / MODEL_FILE
-        return ArchSource(name, genotype, "train", str(path), weights if weights.exists() else None)
+        return ArchSource(name, genotype, "train", str(path), weights if weights.exists() else None,
+                          defaults=_run_defaults(data, path.parent))
     raise ConfigError(f"{path} is neither a search result.json (no 'genotype') nor a train.json (no 'arch')")
+
+
+def _run_defaults(data: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A run's dataset and data path (from its config.json or record), the defaults of retraining it."""
+    config = data.get("config") if isinstance(data.get("config"), dict) else None
+    if config is None and (run_dir / "config.json").is_file():
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            config = None
+    config = config if isinstance(config, dict) else {}
+    out = {}
+    dataset = config.get("dataset", data.get("dataset"))
+    if isinstance(dataset, str):
+        out["dataset"] = dataset
+    if isinstance(config.get("data"), str):
+        out["data"] = config["data"]
+    return out
 
 
 def _from_checkpoint(path: Path, space: str | None) -> ArchSource:
@@ -89,6 +110,11 @@ def resolve_arch(arch: str, space: str | None = None) -> ArchSource:
     ``checkpoint.pt`` (an unfinished run), and a search run when it holds ``result.json``.
     """
     path = Path(os.path.expanduser(arch))
+    try:
+        path.exists()
+    except OSError:  # a long cell string is no file name (ENAMETOOLONG)
+        name, genotype = parse_genotype(arch, space)
+        return ArchSource(name, genotype, "string", "command line")
     if path.is_dir():
         if (path / TRAIN_JSON).exists():
             return _from_json(path / TRAIN_JSON, space)

@@ -64,8 +64,9 @@ class Trainer(RunLoop):
 
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True,
                  log: Callable[[str], None] = print, interrupt_after: int | None = None,
-                 space: Any = None, command: list[str] | None = None) -> None:
-        super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after)
+                 space: Any = None, command: list[str] | None = None, tensorboard: bool = False) -> None:
+        super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after,
+                         tensorboard=tensorboard)
         self.config = config
         self.space = space
         self.command = command
@@ -77,13 +78,6 @@ class Trainer(RunLoop):
     @property
     def seed(self) -> int:
         return self.config.seed
-
-    def log(self, line: str) -> None:
-        """Print a line and append it to ``RUN/log.txt``."""
-        self._print(line)
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "log.txt", "a") as f:
-            f.write(line + "\n")
 
     # -- set-up --------------------------------------------------------------------------------
     def check_saved(self, state: dict[str, Any]) -> None:

@@ -1,0 +1,5 @@
+"""``python -m toponas.cli``."""
+
+from . import main
+
+main()
