@@ -27,6 +27,29 @@ def check_known_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
         raise ConfigError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
 
+MAX_SEED = 2**63 - 1
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+          "dict": (dict,), "tuple": (tuple, list), "list": (list, tuple)}
+
+
+def check_types(obj: Any) -> None:
+    """Every field of the dataclass ``obj`` holds a value of its annotated type (a config file's values)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        allowed: tuple[type, ...] = ()
+        for part in str(f.type).split("|"):
+            allowed += _TYPES.get(part.strip().split("[")[0], (object,))
+        if isinstance(value, bool) and bool not in allowed:
+            ok = False
+        else:
+            ok = isinstance(value, allowed)
+        if not ok:
+            raise ConfigError(f"{f.name} must be of type {f.type}, got {value!r}")
+    seed = getattr(obj, "seed", 0)
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must lie in 0..2**63-1, got {seed}")
+
+
 @dataclass
 class SearchConfig:
     """Everything a search needs. ``hyper`` overrides the strategy's hyperparameter defaults."""
@@ -50,6 +73,9 @@ class SearchConfig:
     hyper: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.topo_disable, list):
+            self.topo_disable = tuple(self.topo_disable)
+        check_types(self)
         if self.subset is not None and self.subset < 2:
             raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
         if self.image_size is not None and self.image_size < 4:
@@ -75,8 +101,12 @@ class SearchConfig:
             values = json.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path} must hold a JSON object of options, got a {type(values).__name__}")
         values.pop("resolved_hyper", None)
         return cls.from_dict(values)
 

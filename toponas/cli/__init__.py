@@ -11,13 +11,13 @@ import importlib
 
 import click
 
-from .errors import EXIT_CODES, USER_ERRORS, GuardedGroup, fail
+from .errors import EXIT_CODES, USER_ERRORS, fail, guarded
 
 #: The modules whose ``COMMANDS`` make up the command line, in --help order.
 MODULES = ("search", "lookup", "simplifier", "train", "report", "sweep")
 
 
-@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="toponas")
 def main() -> None:
     """TopoNAS: fast gradient-based neural architecture search."""
@@ -25,6 +25,6 @@ def main() -> None:
 
 for _module in MODULES:
     for _command in importlib.import_module(f"{__name__}.{_module}").COMMANDS:
-        main.add_command(_command)
+        main.add_command(guarded(_command))
 
 __all__ = ["EXIT_CODES", "USER_ERRORS", "fail", "main"]

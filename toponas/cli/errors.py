@@ -16,6 +16,7 @@ Exit statuses (the table in the README, tested in ``tests/test_faults.py``):
 from __future__ import annotations
 
 import errno
+import functools
 import signal
 import sys
 from collections.abc import Callable
@@ -100,8 +101,14 @@ def run_guarded(callback: Callable[[], Any]) -> Any:
             signal.signal(signal.SIGTERM, old)
 
 
-class GuardedGroup(click.Group):
-    """A click group whose commands run through :func:`run_guarded` (the one error path)."""
+def guarded(command: click.Command) -> click.Command:
+    """``command`` with its callback run through :func:`run_guarded` (also when invoked on its own)."""
+    callback = command.callback
+    if callback is not None and not getattr(callback, "_guarded", False):
+        @functools.wraps(callback)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return run_guarded(lambda: callback(*args, **kwargs))
 
-    def invoke(self, ctx: click.Context) -> Any:
-        return run_guarded(lambda: super(GuardedGroup, self).invoke(ctx))
+        wrapper._guarded = True  # type: ignore[attr-defined]
+        command.callback = wrapper
+    return command

@@ -162,6 +162,11 @@ class Search(RunLoop):
         self.ds = load_dataset(cfg.dataset, cfg.data, cache_dir=cfg.cache_dir, progress=self.progress)
         if cfg.image_size and cfg.image_size != self.ds.image_size:
             self.ds = resized(self.ds, cfg.image_size)
+        factor = getattr(self.space, "downsample", 4)  # both spaces' networks halve the image twice
+        if self.ds.image_size % factor:
+            raise ConfigError(f"images of {self.ds.image_size}x{self.ds.image_size} cannot be downsampled by the "
+                              f"{cfg.space} network (the side must be a multiple of {factor}); pass --image-size "
+                              f"{max(factor, self.ds.image_size // factor * factor)}")
         w_idx, a_idx = search_split(self.ds, cfg.subset, cfg.seed)
         self.batches = PairedBatches(self.ds, w_idx, a_idx, cfg.batch_size, cfg.seed, self.device)
 

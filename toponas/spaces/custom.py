@@ -41,6 +41,8 @@ def parse_primitive(word: str) -> Primitive:
         depthwise, kh, kw, dilation = bool(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4) or 1)
         if kh != kw or kh % 2 == 0:
             raise SpaceFileError(f"primitive {word!r}: kernels must be square and odd")
+        if dilation < 1:
+            raise SpaceFileError(f"primitive {word!r}: the dilation must be at least 1")
         return Conv(kh, dilation, depthwise)
     m = _POOL.match(word)
     if m:

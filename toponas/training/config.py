@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError, check_known_keys
+from ..config import ConfigError, check_known_keys, check_types
 from .protocol import PRESETS, protocol_for
 
 SCHEDULES = ("cosine-step", "cosine-epoch")
@@ -55,6 +55,7 @@ class TrainConfig:
     source: str | None = None
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.subset is not None and self.subset < 2:
             raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
         for name in ("epochs", "batch_size", "channels", "cells", "eval_every"):
