@@ -296,8 +296,8 @@ def test_image_folder_directory(tmp_path):
     root = write_image_folder(tmp_path / "mine")
     (root / "train" / ".DS_Store").write_bytes(b"junk")  # ignored
     (root / "README.txt").write_text("not an image")  # ignored
-    ds = load("cifar10", root, tmp_path)
-    assert ds.name == "cifar10" and ds.classes == ["ant", "cat", "dog"]
+    ds = load("folder", root, tmp_path)
+    assert ds.name == "folder" and ds.classes == ["ant", "cat", "dog"]
     assert ds.train_x.shape == (9, 3, 8, 8) and ds.test_x.shape == (6, 3, 8, 8)
     assert ds.train_y.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and ds.test_y.tolist() == [0, 0, 1, 1, 2, 2]
     for row, (label, index) in enumerate([(c, i) for c in range(3) for i in range(3)]):
@@ -308,13 +308,13 @@ def test_image_folder_directory(tmp_path):
 
 def test_image_folder_archives_match_directory(tmp_path):
     root = write_image_folder(tmp_path / "mine")
-    reference = load("cifar10", root, tmp_path / "c0")
+    reference = load("folder", root, tmp_path / "c0")
     tgz = tar_folder(root, tmp_path / "mine.tgz", arcname="mine")  # one top-level folder
-    assert_same(load("cifar10", tgz, tmp_path / "c1"), reference)
+    assert_same(load("folder", tgz, tmp_path / "c1"), reference)
     flat_tar = tar_folder(root, tmp_path / "flat.tar", arcname=".")  # no top-level folder
-    assert_same(load("cifar10", flat_tar, tmp_path / "c2"), reference)
+    assert_same(load("folder", flat_tar, tmp_path / "c2"), reference)
     zipped = zip_folder(root, tmp_path / "mine.zip", arcname="mine")
-    assert_same(load("cifar10", zipped, tmp_path / "c3"), reference)
+    assert_same(load("folder", zipped, tmp_path / "c3"), reference)
 
 
 def test_image_folder_order_does_not_depend_on_archive_order(tmp_path):
@@ -324,7 +324,7 @@ def test_image_folder_order_does_not_depend_on_archive_order(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         for path in reversed(files):
             tar.add(path, arcname=f"data/{path.relative_to(root).as_posix()}")
-    assert_same(load("cifar10", archive, tmp_path / "a"), load("cifar10", root, tmp_path / "b"))
+    assert_same(load("folder", archive, tmp_path / "a"), load("folder", root, tmp_path / "b"))
 
 
 def test_image_folder_jpeg_grayscale_and_val(tmp_path):
@@ -333,7 +333,7 @@ def test_image_folder_jpeg_grayscale_and_val(tmp_path):
     write_image(root / "train" / "b" / "0.JPEG", 100, mode="L")  # grayscale -> RGB
     write_image(root / "val" / "a" / "0.png", 50, mode="P")
     write_image(root / "val" / "b" / "0.png", 60, mode="RGBA")
-    ds = load("cifar100", root, tmp_path)
+    ds = load("folder", root, tmp_path)
     assert ds.classes == ["a", "b"] and ds.train_x.shape == (2, 3, 8, 8) and len(ds.test_y) == 2
     gray = ds.train_x[1, :, 4, 4]
     assert gray[0] == gray[1] == gray[2]
@@ -411,7 +411,19 @@ def test_unknown_name_lists_valid_ones(tmp_path):
         DataError, match="unknown dataset 'mnist'; valid names: cifar10, cifar100, imagenet16-120, digits"
     ):
         load("mnist", None, tmp_path)
-    assert DATASETS == ("cifar10", "cifar100", "imagenet16-120", "digits")
+    assert DATASETS == ("cifar10", "cifar100", "imagenet16-120", "digits", "folder")
+
+
+def test_an_image_folder_is_its_own_dataset_and_names_are_honest(tmp_path):
+    root = write_image_folder(tmp_path / "mine")
+    with pytest.raises(DataError, match="--dataset cifar10 has 10 classes but .* holds 3; pass --dataset folder"):
+        load("cifar10", root, tmp_path)
+    assert load("folder", root, tmp_path).name == "folder"
+    with pytest.raises(DataError, match="needs --data"):
+        load("folder", None, tmp_path)
+    one = write_image_folder(tmp_path / "one", classes=("cat",))
+    with pytest.raises(DataError, match="one class"):
+        load("folder", one, tmp_path)
 
 
 # ---------------------------------------------------------------- ImageNet16-120
@@ -472,18 +484,18 @@ def _fail(*args, **kwargs):
 
 def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     archive = tar_folder(write_image_folder(tmp_path / "mine"), tmp_path / "mine.tar.gz", arcname="mine")
-    first = load("cifar10", archive, tmp_path)
-    cached = list((tmp_path / "cache" / "decoded").glob("cifar10-*.pt"))
+    first = load("folder", archive, tmp_path)
+    cached = list((tmp_path / "cache" / "decoded").glob("folder-*.pt"))
     assert len(cached) == 1 and not list((tmp_path / "cache" / "decoded").glob("*.tmp"))
     monkeypatch.setattr(imagefolder, "read_image_folder", _fail)
-    second = load("cifar10", archive, tmp_path)
+    second = load("folder", archive, tmp_path)
     assert_same(second, first)
-    assert second.name == "cifar10"
+    assert second.name == "folder"
 
 
 def test_cache_is_keyed_by_name_and_source(tmp_path, monkeypatch):
     root = write_image_folder(tmp_path / "mine")
-    load("cifar10", root, tmp_path)
+    load("folder", root, tmp_path)
     calls = []
     original = imagefolder.read_image_folder
 
@@ -492,12 +504,13 @@ def test_cache_is_keyed_by_name_and_source(tmp_path, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(imagefolder, "read_image_folder", counting)
-    load("cifar10", root, tmp_path)
+    load("folder", root, tmp_path)
     assert calls == []
-    load("cifar100", root, tmp_path)  # another name: its own entry
+    with pytest.raises(DataError, match="--dataset cifar100 has 100 classes but .* holds 3"):
+        load("cifar100", root, tmp_path)  # another name: its own entry (decoded, then refused)
     assert calls == [1]
     write_image(root / "train" / "ant" / "99.png", 5)  # the source changed: decoded again
-    assert len(load("cifar10", root, tmp_path).train_y) == 10
+    assert len(load("folder", root, tmp_path).train_y) == 10
     assert calls == [1, 1]
 
 

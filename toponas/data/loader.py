@@ -11,7 +11,9 @@ from .dataset import DataError, ImageDataset
 from .digits import load_digits_dataset
 from .sources import FileSource
 
-DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits")
+DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "folder")
+#: Classes of the named datasets: an image folder passed under one of these names must have as many.
+CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
 _ALIASES = {
     "cifar-10": "cifar10",
     "cifar-100": "cifar100",
@@ -28,7 +30,7 @@ def canonical_name(name: str) -> str:
     if key not in DATASETS:
         raise DataError(
             f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)} "
-            "(for your own images, pass any of them, e.g. cifar10, with --data pointing at an image folder)"
+            "(for your own images, pass folder with --data pointing at an image folder)"
         )
     return key
 
@@ -58,6 +60,8 @@ def load_dataset(
         return load_digits_dataset()
 
     cache_root = resolve_cache_dir(cache_dir)
+    if key == "folder" and data is None:
+        raise DataError(f"--dataset folder needs --data (an image folder: {imagefolder.LAYOUT_HINT})")
     if data is None:
         if key not in cifar.OFFICIAL_ARCHIVES:
             raise DataError(f"{_TITLES[key]} cannot be downloaded automatically; {imagenet16.DATA_HINT}")
@@ -74,9 +78,20 @@ def load_dataset(
     cached = cache_path(cache_root, key, source_fingerprint(path))
     ds = load_cached(cached, key)
     if ds is not None:
-        return ds
+        return check_classes(key, ds, path)
     ds = decode_source(key, path, progress)
     save_cached(cached, ds, source=str(path.resolve()))
+    return check_classes(key, ds, path)
+
+
+def check_classes(key: str, ds: ImageDataset, path: Path) -> ImageDataset:
+    """A dataset is honest about its name: at least two classes, and a named dataset's number of them."""
+    if ds.num_classes < 2:
+        raise DataError(f"{path} holds one class ({', '.join(ds.classes)}); a classifier needs at least two")
+    expected = CLASS_COUNTS.get(key)
+    if expected is not None and ds.num_classes != expected:
+        raise DataError(f"--dataset {key} has {expected} classes but {path} holds {ds.num_classes}; "
+                        "pass --dataset folder for your own images")
     return ds
 
 

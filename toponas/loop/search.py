@@ -158,6 +158,13 @@ class Search(RunLoop):
         self.device = resolve_device(cfg.device)
         self.benchmark = resolve_benchmark(cfg.benchmark)
         self._lookup_failed = False
+        if self.benchmark is not None and cfg.dataset not in self.benchmark.datasets:
+            if cfg.benchmark is not None:  # named on the command line: refuse a table of other data
+                raise ConfigError(f"the benchmark table {self.benchmark.path} has no {cfg.dataset} column (it has "
+                                  f"{', '.join(self.benchmark.datasets)}); drop --benchmark or pass the table of "
+                                  f"{cfg.dataset}")
+            self.log(f"benchmark: $TOPONAS_BENCHMARK has no {cfg.dataset} column; not looked up for this run")
+            self.benchmark = None
 
         self.ds = load_dataset(cfg.dataset, cfg.data, cache_dir=cfg.cache_dir, progress=self.progress)
         if cfg.image_size and cfg.image_size != self.ds.image_size:
