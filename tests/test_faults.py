@@ -264,8 +264,8 @@ def assert_one_error_line(proc: subprocess.CompletedProcess, code: int, fragment
     text = proc.stdout + proc.stderr
     assert proc.returncode == code, text
     assert "Traceback" not in text, text
-    if code == 2:
-        assert "Error:" in proc.stderr and fragment in proc.stderr, proc.stderr
+    if code == 2:  # click's usage message ("Error: ...") or our own usage error line
+        assert ("Error:" in proc.stderr or proc.stderr.startswith("error:")) and fragment in proc.stderr, proc.stderr
         return
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     if code == 0:
@@ -420,11 +420,10 @@ def test_a_full_disk_says_so_and_keeps_the_old_checkpoint(small_fs, finished):
     shutil.copytree(finished, run)
     before = digest(run)
     filler = small_fs / "filler"
-    with open(filler, "wb") as f:  # fill the file system to the last block
+    with open(filler, "wb", buffering=0) as f:  # fill the file system to the last block
         try:
             while True:
                 f.write(b"\0" * 4096)
-                f.flush()
         except OSError:
             pass
     proc = cli("search", *TINY, "--epochs", "2", "--out", str(run), "--resume")
@@ -442,3 +441,44 @@ def test_a_read_only_file_system_is_named_before_any_work(small_fs):
     assert_one_error_line(proc, 1, str(small_fs))
     proc = cli("profile", "--steps", "1", "--json", str(small_fs / "p.json"))
     assert_one_error_line(proc, 1, "--json")
+
+
+# -- runs that must not be lost or misreported -------------------------------------------------------------
+SWEEP_SAME = ["--strategies", "darts-v1", "--topo", "full", "--seeds", "0", "--budget", "none", "--dataset", "digits",
+              "--set", "subset=32", "--set", "batch-size=16", "--set", "channels=2", "--set", "cells=1",
+              "--set", "image-size=8", "--set", "device=cpu", "--jobs", "1"]
+
+
+def test_a_sweep_run_of_other_settings_is_refused_not_reused(finished, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep / "darts-v1-topo_full-seed0")
+    before = digest(sweep)
+    other = cli("sweep", "--out", str(sweep), *SWEEP_SAME, "--set", "epochs=2")
+    assert_one_error_line(other, 1, "epochs=1 (now 2)")
+    assert digest(sweep) == before
+    same = cli("sweep", "--out", str(sweep), *SWEEP_SAME, "--set", "epochs=1")
+    assert same.returncode == 0 and "1 already finished, 0 to run" in same.stdout, same.stdout + same.stderr
+
+
+def test_search_help_lists_each_strategy_s_hyperparameters():
+    from click.testing import CliRunner
+
+    from toponas.cli import main
+
+    text = CliRunner().invoke(main, ["search", "--help"]).output
+    assert "gdas: epochs=250," in text and "tau_max=10.0" in text and "parsec:" in text and "samples=8" in text
+
+
+def test_train_takes_a_search_run_s_dataset_and_a_custom_space_is_exported(tmp_path):
+    space = write(tmp_path / "mine.json", json.dumps({"name": "mine", "candidates": ["none", "skip_connect",
+                                                                                    "nor_conv_1x1"]}))
+    run = tmp_path / "run"
+    made = cli("search", *TINY, "--epochs", "1", "--space", space, "--out", str(run))
+    assert made.returncode == 0, made.stderr
+    assert json.loads((run / "result.json").read_text())["space_file"]["declaration"]["name"] == "mine"
+    Path(space).unlink()  # the declaration recorded in result.json rebuilds the space
+    exported = cli("export", str(run), "--out", str(tmp_path / "m.pt"), "--channels", "2", "--cells", "1")
+    assert exported.returncode == 0, exported.stderr
+    trained = cli("train", str(run), *TRAIN_TINY, "--out", str(tmp_path / "t"))
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((tmp_path / "t" / "train.json").read_text())["dataset"] == "digits"

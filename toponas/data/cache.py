@@ -8,6 +8,7 @@ atomically (temporary file + ``os.replace``); an unreadable cache file is ignore
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -106,9 +107,12 @@ def save_cached(path: Path, ds: ImageDataset, source: str) -> None:
             torch.save(payload, handle)
         os.replace(tmp, path)
         tmp = None
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        if isinstance(exc, RuntimeError) and "writ" not in str(exc).lower():
+            raise
+        reason = "the disk is full" if isinstance(exc, RuntimeError) or exc.errno == errno.ENOSPC else str(exc)
         warnings.warn(
-            f"could not write the dataset cache {path} ({exc}); the next load decodes again. "
+            f"could not write the dataset cache {path} ({reason}); the next load decodes again. "
             f"Pass cache_dir= or set {CACHE_ENV} to a writable folder",
             stacklevel=3,
         )
