@@ -482,3 +482,21 @@ def test_train_takes_a_search_run_s_dataset_and_a_custom_space_is_exported(tmp_p
     trained = cli("train", str(run), *TRAIN_TINY, "--out", str(tmp_path / "t"))
     assert trained.returncode == 0, trained.stderr
     assert json.loads((tmp_path / "t" / "train.json").read_text())["dataset"] == "digits"
+
+
+def test_the_python_api_validates_like_the_command_line(tmp_path):
+    import toponas
+    from toponas.config import ConfigError
+
+    for bad in ({"epochs": 0}, {"epochs": -2}, {"w_lr": -1.0}, {"a_wd": float("inf")}):
+        with pytest.raises(ConfigError):
+            toponas.search(dataset="digits", out=str(tmp_path / "x"), device="cpu", log=lambda m: None, **bad)
+    assert not (tmp_path / "x").exists()
+
+
+def test_json_files_are_strict(tmp_path):
+    from toponas.runtime import write_json
+
+    write_json(tmp_path / "r.json", {"ms_per_step": float("nan"), "rows": [float("inf"), 1.5]})
+    data = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert data == {"ms_per_step": None, "rows": [None, 1.5]}
