@@ -79,6 +79,8 @@ def expected_config(run: Run, out: Path, options: dict[str, str]) -> SearchConfi
         elif name not in types or name == "hyper":
             raise ConfigError(f"--set {key}: not a search option; known: "
                               f"{', '.join(sorted([*types, *HYPER_OPTIONS]))}")
+        elif types[name].startswith("tuple"):
+            values[name] = (*values.get(name, ()), value)
         elif "int" in types[name]:
             try:
                 values[name] = int(value)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
+import torch
 
 from ..benchmark import BenchmarkError
 from ..config import ConfigError
@@ -92,6 +93,8 @@ def run_guarded(callback: Callable[[], Any]) -> Any:
         fail(str(e), USER_ERROR)
     except OSError as e:
         fail(os_error_line(e), USER_ERROR)
+    except (MemoryError, torch.OutOfMemoryError):
+        fail("out of memory; lower --batch-size, --channels or --cells (or --image-size)", USER_ERROR)
     except KeyboardInterrupt:
         fail("interrupted before the run loop started (nothing to save); run the command again", SIGINT_EXIT)
     except Terminated:

@@ -87,10 +87,12 @@ def train(ctx: click.Context, arch: str, space: str | None, preset: str | None, 
         config = TrainConfig.resolve(source.genotype, source.space, preset,
                                      **{**defaults, **run_defaults, **explicit})
     config = config.replace(source=source.origin)
-    result = Trainer(config, resume=resume, progress=show_progress(no_progress), log=click.echo,
-                     command=["toponas", *sys.argv[1:]], tensorboard=tensorboard).run()
+    runner = Trainer(config, resume=resume, progress=show_progress(no_progress), log=click.echo,
+                     command=["toponas", *sys.argv[1:]], tensorboard=tensorboard)
+    result = runner.run()
     click.echo(summary(result))
-    click.echo(f"wrote {Path(config.out) / 'train.json'} and {Path(config.out) / 'model.pt'}")
+    if not runner.noop:
+        click.echo(f"wrote {Path(config.out) / 'train.json'} and {Path(config.out) / 'model.pt'}")
 
 
 @click.command()

@@ -136,6 +136,7 @@ class Trainer(RunLoop):
             self.log(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}")
         else:
             self.log(f"train {genotype} ({cfg.space}) on {cfg.dataset}: {len(indices)} images, "
+                     f"{self.ds.num_classes} classes, {self.ds.image_size}x{self.ds.image_size}, "
                      f"{cfg.epochs} epochs, C={cfg.channels}, N={cfg.cells}, batch {cfg.batch_size}, "
                      f"{format_count(self.parameters)} parameters, {format_count(self.mult_adds)} multiply-adds, "
                      f"device {self.device}" + (f", {self.amp_dtype} autocast" if self.amp_dtype else ""))
