@@ -28,8 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import topo
 from .spaces import create_space
-from .spaces.nb201 import SEARCH_BN, NB201Space
-from .spaces.primitives import Conv
+from .spaces.primitives import SEARCH_BN, Conv
 from .strategies import create_strategy
 from .topo.measure import saved_activation_bytes
 
@@ -215,9 +214,9 @@ def conv_candidates(space) -> int:
 
 
 def space_family(space) -> str:
-    """Spaces that share a cell and macro network compare along one line: ``"nb201"`` for every
-    NAS-Bench-201 cell space (registered or a user's), else the space's own name."""
-    return "nb201" if isinstance(space, NB201Space) else space.name
+    """Spaces that share a cell and macro network compare along one line: the space's ``family`` (the
+    space protocol; ``"nb201"`` for every NAS-Bench-201 cell space, registered or a user's), else its name."""
+    return getattr(space, "family", None) or space.name
 
 
 def scaling_study(
