@@ -8,7 +8,7 @@ from torch import nn
 
 from ..spaces.primitives import BN, AvgPool, Conv, MaxPool, Primitive
 from .describe import chain_name
-from .items import ConvBN, GroupPlan, PlanError, SepStage, Stack, Tap
+from .items import Block, ConvBN, GroupPlan, PlanError, SepStage, Stack, Tap
 from .lower import SOURCE_BN_EPS
 
 #: ``ops(edge, cand)``: the original module chain of candidate ``cand`` on edge ``edge``.
@@ -38,6 +38,24 @@ def _stage_ok(mods: nn.Sequential, spec: Conv, pos: int) -> bool:
             and isinstance(bn, nn.BatchNorm2d) and not bn.track_running_stats and not bn.affine)
 
 
+def _block_ok(mods: nn.Sequential, chain: tuple, pos: int) -> bool:
+    """The modules at ``pos`` are the declared expand conv, bn, relu, depthwise conv, bn, relu, project conv, bn."""
+    if len(mods) < pos + 8:
+        return False
+    e, b1, r1, d, b2, r2, p, b3 = (mods[pos + i] for i in range(8))
+    se, sd, sp = chain[pos], chain[pos + 3], chain[pos + 6]
+    search_bn = all(isinstance(b, nn.BatchNorm2d) and not b.affine and not b.track_running_stats for b in (b1, b2, b3))
+    pad = sd.kernel // 2
+    return (search_bn and isinstance(r1, nn.ReLU) and isinstance(r2, nn.ReLU)
+            and isinstance(e, nn.Conv2d) and e.kernel_size == (1, 1) and e.groups == 1 and e.bias is None
+            and e.stride == (1, 1) and e.out_channels == se.out
+            and isinstance(d, nn.Conv2d) and d.groups == d.in_channels == d.out_channels == se.out
+            and d.kernel_size == (sd.kernel, sd.kernel) and d.stride == (sd.stride, sd.stride)
+            and d.padding == (pad, pad) and d.dilation == (1, 1) and d.bias is None
+            and isinstance(p, nn.Conv2d) and p.kernel_size == (1, 1) and p.groups == 1 and p.bias is None
+            and p.stride == (1, 1) and p.out_channels == sp.out)
+
+
 def _source_ok(mod: nn.Module, prim: Primitive) -> bool:
     """A source primitive's module computes what the shared source computes."""
     if isinstance(prim, BN):
@@ -61,7 +79,7 @@ def check_modules(plan: GroupPlan, edges: Sequence[int], ops: EdgeOps, where: st
     for item in plan.items:  # the parameter-free part of every planned path (run as a shared source)
         if isinstance(item, Tap):
             prefixes = [(item.path, len(item.path.chain))]
-        elif isinstance(item, (ConvBN, SepStage)):
+        elif isinstance(item, (ConvBN, SepStage, Block)):
             prefixes = list(zip(item.paths, item.positions))
         elif isinstance(item, Stack):
             prefixes = [(p, pos) for c in item.items for p, pos in zip(c.paths, c.positions)]
@@ -73,6 +91,16 @@ def check_modules(plan: GroupPlan, edges: Sequence[int], ops: EdgeOps, where: st
                 if not _source_ok(mods[i], prim):
                     raise PlanError(f"{where}, candidate {path.name!r}: module {mods[i]!r} does not match the "
                                     f"declared {chain_name(path.chain)}; cannot simplify")
+    for block in (it for it in plan.items if isinstance(it, Block)):
+        for path, pos in zip(block.paths, block.positions):
+            mods = ops(edges[path.slot], path.cand)
+            if not _block_ok(mods, path.chain, pos):
+                raise PlanError(f"{where}, candidate {path.name!r}: modules {list(mods)[pos:pos + 8]!r} do not match "
+                                f"the declared {chain_name(path.chain)}; cannot simplify")
+        eps = {(d, ops(edges[p.slot], p.cand)[pos + d].eps) for p, pos in zip(block.paths, block.positions)
+               for d in (1, 4, 7)}
+        if len(eps) != 3:
+            raise PlanError(f"{where}: the blocks' bn layers differ in eps; cannot simplify")
     for stage in _stages(plan):
         for path, pos in zip(stage.paths, stage.positions):
             mods = ops(edges[path.slot], path.cand)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
 from .autograd import Term
 from .checks import EdgeOps
-from .items import Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
+from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
 from .kernels import avg_pool_same, embed_kernel, normalize_kernel, unit_rms_kernel
 from .lower import SOURCE_BN_EPS
 
@@ -193,6 +193,8 @@ class Program:
                 terms[p.slot].append((ops(edges[p.slot], p.cand)(x), weights[edges[p.slot], p.cand]))
             elif isinstance(item, SepStage):
                 _run_stage(item, source(item.source, stage_layout(x)), weights, edges, ops, terms)
+            elif isinstance(item, Block):
+                _run_block(item, source(item.source, stage_layout(x)), weights, edges, ops, terms)
             elif not isinstance(item, (Dropped, ConvBN, Stack)):
                 raise PlanError(f"unknown plan item {item!r}")
         for c, (src, call) in enumerate(calls_of(plan)):
@@ -273,3 +275,75 @@ def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: S
         for prim in nxt.source.prims:
             t = apply_prim(prim, t)
         _run_stage(nxt, t, weights, edges, ops, terms)
+
+
+def _pad_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """A ``(..., k, k)`` kernel centred in ``kernel x kernel`` (zeros around it: the same convolution)."""
+    off = (kernel - weight.shape[-1]) // 2
+    return weight if off == 0 else F.pad(weight, (off, off, off, off))
+
+
+def _pad_dim(weight: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """``weight`` zero-padded at the end of ``dim`` to ``size`` (extra channels that stay zero: a mask)."""
+    extra = size - weight.shape[dim]
+    if extra == 0:
+        return weight
+    shape = list(weight.shape)
+    shape[dim] = extra
+    return torch.cat([weight, weight.new_zeros(shape)], dim)
+
+
+def _bn(x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Batch-statistics bn, no affine parameters (``scale``: a per-channel factor folded into it)."""
+    return F.batch_norm(x, None, None, scale, None, True, 0.0, eps)
+
+
+def _run_block(block: Block, z: torch.Tensor, weights: torch.Tensor, edges: Sequence[int], ops: EdgeOps,
+               terms: list[list[Term]]) -> None:
+    """An inverted-residual item on its source ``z`` (B, C, H, W): stacked (exact) or merged (one block).
+
+    Module indices after a member's expand conv at ``pos``: bn ``+1``, relu ``+2``, depthwise ``+3``, bn
+    ``+4``, relu ``+5``, project ``+6``, bn ``+7`` (:func:`toponas.topo.checks.check_modules` checked them).
+    """
+    row = edges[block.slot]
+    mods = [ops(row, p.cand) for p in block.paths]
+    at = [(m, pos) for m, pos in zip(mods, block.positions)]
+    expand = [m[pos].weight for m, pos in at]  # (E_i, C, 1, 1)
+    depth = [m[pos + 3].weight for m, pos in at]  # (E_i, 1, k_i, k_i)
+    project = [m[pos + 6].weight for m, pos in at]  # (O, E_i, 1, 1)
+    eps = [mods[0][block.positions[0] + d].eps for d in (1, 4, 7)]
+    w = weights[row, [p.cand for p in block.paths]]  # (members,)
+    k, s = block.kernel, block.stride
+    if block.merged:  # one block of the largest shape, each kernel sum_i w_i Khat_i (zero-padded: a mask)
+        e_max = block.width
+        ek = sum(wi * _pad_dim(normalize_kernel(e), 0, e_max) for wi, e in zip(w, expand))
+        h = F.relu(_bn(F.conv2d(z, ek), eps[0]))  # (B, E_max, H, W)
+        dk = sum(wi * _pad_dim(_pad_kernel(normalize_kernel(d), k), 0, e_max) for wi, d in zip(w, depth))
+        h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, e_max), eps[1]))  # (B, E_max, H', W')
+        pk = sum(wi * _pad_dim(normalize_kernel(p), 1, e_max) for wi, p in zip(w, project))
+        out = _bn(F.conv2d(h, pk), eps[2])  # (B, O, H', W')
+        terms[block.slot].append((out, w.sum() if len(block.paths) > 1 else w[0]))
+        return
+    n = len(block.paths)
+    ek = expand[0] if n == 1 else torch.cat(expand)  # (sum E_i, C, 1, 1)
+    width = ek.shape[0]
+    h = F.relu(_bn(F.conv2d(z, ek), eps[0]))  # (B, sum E_i, H, W)
+    dk = depth[0] if n == 1 else torch.cat([_pad_kernel(d, k) for d in depth])  # (sum E_i, 1, k, k)
+    h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, width), eps[1]))  # (B, sum E_i, H', W')
+    if n == 1:
+        terms[block.slot].append((_bn(F.conv2d(h, project[0]), eps[2]), w[0]))
+        return
+    start = 0  # members of equal width are contiguous (the rule sorted them): one grouped call each
+    i = 0
+    while i < n:
+        j = i
+        while j < n and block.widths[j] == block.widths[i]:
+            j += 1
+        e = block.widths[i]
+        part = h[:, start:start + (j - i) * e]  # (B, (j - i) E, H', W')
+        y = F.conv2d(part, torch.cat(project[i:j]), None, 1, 0, 1, j - i)  # (B, (j - i) O, H', W')
+        y = _bn(y, eps[2], w[i:j].repeat_interleave(block.out))  # the weights as the bn's scale
+        for out in (y.split(block.out, dim=1) if j - i > 1 else (y,)):
+            terms[block.slot].append((out, None))
+        start += (j - i) * e
+        i = j

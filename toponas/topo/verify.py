@@ -260,6 +260,7 @@ def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, ac
         return MixedEdge.forward(edge, x, weights, active)
     groups: dict[tuple, list[int]] = {}
     separable: dict[tuple, list[int]] = {}
+    blocks: dict[tuple, list[int]] = {}
     for i, spec in enumerate(edge.specs):
         k = _prefix_len(spec.chain)
         rest = spec.chain[k:]
@@ -270,8 +271,11 @@ def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, ac
             groups.setdefault(prefix, []).append(i)
         if _stage_starts(spec.chain, k) and _rules.SHARED_POINTWISE in edge.literal_rules:
             separable.setdefault((prefix, rest[0].stride), []).append(i)
+        if _block_body(rest) and _rules.BLOCK_MERGE in edge.literal_rules:
+            blocks.setdefault((prefix, rest[3].stride, rest[6].out), []).append(i)
     floated = {i for members in groups.values() if len(members) >= 2 for i in members}
     floated |= {i for members in separable.values() if len(members) >= 2 for i in members}
+    floated |= {i for members in blocks.values() if len(members) >= 2 for i in members}
     out: torch.Tensor | int = 0
     for i, op in enumerate(edge.ops):
         if i not in floated:
@@ -295,7 +299,60 @@ def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, ac
             continue
         k = _prefix_len(edge.specs[members[0]].chain)
         out = out + _literal_stages(edge, [(i, k) for i in members], edge.ops[members[0]][:k](x), weights)
+    for members in blocks.values():
+        if len(members) >= 2:
+            k = _prefix_len(edge.specs[members[0]].chain)
+            out = out + _literal_block(edge, members, k, edge.ops[members[0]][:k](x), weights)
     return out
+
+
+def _block_body(rest) -> bool:
+    """``rest`` is an MBConv body with search bn: 1x1 conv (out), bn, relu, depthwise, bn, relu, 1x1 conv (out), bn."""
+    if len(rest) != 8:
+        return False
+    kinds = (Conv, BN, ReLU, Conv, BN, ReLU, Conv, BN)
+    if not all(isinstance(p, t) for p, t in zip(rest, kinds)):
+        return False
+    e, d, p = rest[0], rest[3], rest[6]
+    return (e.kernel == 1 and not e.depthwise and d.depthwise and p.kernel == 1 and not p.depthwise
+            and e.out is not None and p.out is not None
+            and all(not b.affine and not b.track_running_stats for b in (rest[1], rest[4], rest[7])))
+
+
+def _literal_block(edge: MixedEdge, members: list[int], k: int, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The merged-block formula literally: ``W_G * bn(P_w * relu(bn(D_w * relu(bn(E_w * z)))))``.
+
+    ``E_w = sum_i w_i Ehat_i`` with every expand kernel's rows divided by their L2 norm and written into a
+    zero kernel of the largest expansion (the extra output channels stay zero); ``D_w`` likewise per
+    channel, each depthwise kernel written into the centre of a zero kernel of the largest size; ``P_w``
+    with each project kernel's rows normalized and written into the first ``E_i`` input channels.
+    """
+    mods = [edge.ops[i] for i in members]
+    e_max = max(m[k].weight.shape[0] for m in mods)
+    size = max(m[k + 3].weight.shape[-1] for m in mods)
+    out_ch = mods[0][k + 6].weight.shape[0]
+    ew = z.new_zeros(e_max, z.shape[1], 1, 1)
+    dw = z.new_zeros(e_max, 1, size, size)
+    pw = z.new_zeros(out_ch, e_max, 1, 1)
+    for i, m in zip(members, mods):
+        e, d, p = m[k].weight, m[k + 3].weight, m[k + 6].weight
+        n_e, kd = e.shape[0], d.shape[-1]
+        off = (size - kd) // 2
+        rows = lambda t: torch.sqrt((t * t).sum(dim=(1, 2, 3), keepdim=True))  # noqa: E731
+        ew = ew + weights[i] * torch.cat([e / rows(e), e.new_zeros(e_max - n_e, *e.shape[1:])])
+        dense = d.new_zeros(e_max, 1, size, size)
+        dense[:n_e, :, off:off + kd, off:off + kd] = d / rows(d)
+        dw = dw + weights[i] * dense
+        wide = p.new_zeros(out_ch, e_max, 1, 1)
+        wide[:, :n_e] = p / rows(p)
+        pw = pw + weights[i] * wide
+    stride = mods[0][k + 3].stride[0]
+    bns = [mods[0][k + j] for j in (1, 4, 7)]
+    h = F.relu(F.batch_norm(F.conv2d(z, ew), None, None, training=True, eps=bns[0].eps))
+    h = F.relu(F.batch_norm(F.conv2d(h, dw, stride=stride, padding=size // 2, groups=e_max), None, None,
+                            training=True, eps=bns[1].eps))
+    h = F.batch_norm(F.conv2d(h, pw), None, None, training=True, eps=bns[2].eps)
+    return sum(weights[i] for i in members) * h
 
 
 def _stage_starts(chain, i: int) -> bool:
