@@ -96,7 +96,36 @@ class Reduce:
     stride: int = 2
 
 
-Primitive = ReLU | Conv | BN | AvgPool | MaxPool | Identity | Zero | Reduce
+@dataclass(frozen=True)
+class Expand:
+    """A 1x1 convolution ``C -> ratio * C`` without bias: the expansion of an inverted residual (MBConv)."""
+
+    ratio: int
+
+
+@dataclass(frozen=True)
+class Project:
+    """A 1x1 convolution from the current channels to the unit's output channels, without bias.
+
+    The projection of an inverted residual: ``ratio * C_in -> C_out`` (``C_out`` is the unit's, e.g.
+    a stage's width), so a chain with it changes the channel count; see :func:`build_chain_io`.
+    """
+
+
+@dataclass(frozen=True)
+class ChannelMask:
+    """Multiply channels by a mask given at run time (width search, FBNetV2-style); no parameters.
+
+    ``which`` names the mask: ``"hidden"`` (the expanded channels, sized by the unit's input width)
+    or ``"out"`` (the unit's output channels). A mask is linear and per channel; at a one-hot width
+    choice it keeps the first ``c'`` channels and zeroes the rest, which equals a narrower network.
+    As a module (the discrete network, all channels live) it is the identity.
+    """
+
+    which: str
+
+
+Primitive = ReLU | Conv | BN | AvgPool | MaxPool | Identity | Zero | Reduce | Expand | Project | ChannelMask
 
 
 @dataclass(frozen=True)
@@ -183,12 +212,43 @@ def build_primitive(prim: Primitive, channels: int) -> nn.Module:
         return ZeroOp(prim.stride)
     if isinstance(prim, Reduce):
         return ReduceOp(channels, channels, prim.stride)
+    if isinstance(prim, ChannelMask):
+        return nn.Identity()
+    if isinstance(prim, (Expand, Project)):
+        raise TypeError(f"{prim!r} changes the channel count; build its chain with build_chain_io")
     raise TypeError(f"unknown primitive {prim!r}")
 
 
 def build_chain(spec: OpSpec, channels: int) -> nn.Sequential:
     """The plain module of a candidate: its primitives in sequence, one module each."""
     return nn.Sequential(*(build_primitive(p, channels) for p in spec.chain))
+
+
+def chain_channels(spec: OpSpec, c_in: int, c_out: int) -> list[int]:
+    """Channels after each primitive of ``spec`` on ``c_in`` input channels (``Project`` goes to ``c_out``)."""
+    out, c = [], c_in
+    for p in spec.chain:
+        if isinstance(p, Expand):
+            c = p.ratio * c
+        elif isinstance(p, Project):
+            c = c_out
+        out.append(c)
+    return out
+
+
+def build_chain_io(spec: OpSpec, c_in: int, c_out: int) -> nn.Sequential:
+    """The plain module of a candidate that may change channels (``Expand``, ``Project``): one module each.
+
+    Every other primitive acts on the current channel count, as in :func:`build_chain`.
+    """
+    modules, c = [], c_in
+    for p, after in zip(spec.chain, chain_channels(spec, c_in, c_out)):
+        if isinstance(p, (Expand, Project)):
+            modules.append(nn.Conv2d(c, after, 1, bias=False))
+        else:
+            modules.append(build_primitive(p, c))
+        c = after
+    return nn.Sequential(*modules)
 
 
 def with_bn(spec: OpSpec, bn: BN) -> OpSpec:

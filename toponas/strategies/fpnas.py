@@ -131,8 +131,11 @@ class FPNAS(PARSEC):
         self.joint_optimizer: torch.optim.Optimizer | None = None
         self.flops = None
         if h.flops_target > 0:
-            self.flops = cost_table(space, h.flops_channels, h.flops_cells, h.flops_image_size,
-                                    h.flops_classes)
+            if hasattr(space, "cost_table"):  # a space with its own FLOPs model (e.g. mobile: widths interact)
+                self.flops = space.cost_table(h.flops_channels, h.flops_cells, h.flops_image_size, h.flops_classes)
+            else:
+                self.flops = cost_table(space, h.flops_channels, h.flops_cells, h.flops_image_size,
+                                        h.flops_classes)
 
     # -- the switch ------------------------------------------------------------------------------
     @property
@@ -248,10 +251,17 @@ class FPNAS(PARSEC):
         if self.flops is None:
             return 0.0
         h = self.hyper
-        (g,) = draws.choices  # FLOPs are defined for single-group (NAS-Bench-201) spaces
-        mflops = self.flops(draws.choices[g]).double() / 1e6
+        mflops = self._flops(draws.choices).double() / 1e6
         c = (mflops / h.flops_target - 1).clamp_min(0) + h.flops_eps
-        return (h.flops_beta * c.log()).to(self.alphas[g])
+        return (h.flops_beta * c.log()).to(next(iter(self.alphas.values())))
+
+    def _flops(self, choices: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """FLOPs of architectures given as choices per group: a space's own cost model takes them all;
+        the NAS-Bench-201 table is defined for its single group."""
+        if hasattr(self.space, "cost_table"):
+            return self.flops(choices)
+        (g,) = choices
+        return self.flops(choices[g])
 
     def update_distribution(self, ctx: StepContext, draws: Draws, omega: torch.Tensor) -> None:
         """Score gradients for the factorized rows (Adam of the loop) and the joint logits (own Adam)."""
@@ -277,7 +287,10 @@ class FPNAS(PARSEC):
         out = {**super().epoch_summary(), "joint": self.is_joint}
         if self.flops is not None:
             cell = self.derive()
-            index = {op: i for i, op in enumerate(self.space.op_names)}
-            choices = torch.tensor([index[op] for op in cell.ops])
-            out["mflops"] = int(self.flops(choices)) / 1e6
+            if hasattr(self.space, "choices"):
+                choices = self.space.choices(cell)
+            else:
+                index = {op: i for i, op in enumerate(self.space.op_names)}
+                choices = {g: torch.tensor([index[op] for op in cell.ops]) for g in self.alphas}
+            out["mflops"] = int(self._flops(choices)) / 1e6
         return out

@@ -1,0 +1,141 @@
+"""Analytic FLOPs and parameters of mobile networks, from the stage table and the candidate declarations.
+
+Convention (as :mod:`toponas.flops`): multiply-accumulates of the convolutions and the classifier;
+BN, ReLU, masks, additions and pooling are not counted. An MBConv ``kKeE`` from ``c_in`` to
+``c_out`` channels on an ``H x H`` input at stride ``s`` (output ``H'``) costs
+``c_in * e c_in * H^2 + k^2 * e c_in * H'^2 + e c_in * c_out * H'^2``; ``skip`` costs nothing.
+A block's cost depends on its choice and on the widths of its input's and its own stage, so the
+table is per block ``(candidates, input widths, output widths)``; FP-NAS' cost term gathers from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from .mobile_arch import MobileArch, MobileSpaceError
+from .primitives import Conv, Expand, OpSpec
+
+
+def conv_side(size: int, kernel: int, stride: int) -> int:
+    """Output side of a conv with padding ``kernel // 2`` (odd kernels)."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def mbconv_macs(spec: OpSpec, c_in: int, c_out: int, size: int) -> tuple[int, int]:
+    """``(multiply-accumulates, output side)`` of one candidate on ``c_in x size x size``."""
+    total, c = 0, c_in
+    for p in spec.chain:
+        if isinstance(p, Expand):
+            total += c * p.ratio * c * size * size
+            c = p.ratio * c
+        elif isinstance(p, Conv):
+            size = conv_side(size, p.kernel, p.stride)
+            total += p.kernel ** 2 * (1 if p.depthwise else c) * c * size * size
+    if any(isinstance(p, Expand) for p in spec.chain):  # the projection: hidden -> c_out
+        total += c * c_out * size * size
+    return total, size
+
+
+def mbconv_params(spec: OpSpec, c_in: int, c_out: int, affine_bn: bool = True) -> int:
+    """Weights of one candidate (conv kernels, plus 2 per channel for each affine BN)."""
+    total, c = 0, c_in
+    bns = []
+    for p in spec.chain:
+        if isinstance(p, Expand):
+            total += c * p.ratio * c
+            c = p.ratio * c
+            bns.append(c)
+        elif isinstance(p, Conv):
+            total += p.kernel ** 2 * (1 if p.depthwise else c) * c
+            bns.append(c)
+    if any(isinstance(p, Expand) for p in spec.chain):
+        total += c * c_out
+        bns.append(c_out)
+    return total + (2 * sum(bns) if affine_bn else 0)
+
+
+class MobileCost:
+    """FLOPs (multiply-accumulates) of the mobile networks of a space at one size, for any choices.
+
+    ``cost(choices)``: ``choices`` maps each group to candidate indices ``(..., rows)`` (int64, the
+    layout of the space's ``arch_shapes``); returns ``(...)`` int64. ``cost.arch(arch)``: one
+    architecture. Built by :meth:`MobileSpace.cost_table`.
+    """
+
+    def __init__(self, space, channels: int = 16, image_size: int = 32, num_classes: int = 10,
+                 in_channels: int = 3) -> None:
+        from .mbconv import block_candidates
+        from .mobile import layout
+
+        self.space = space
+        spec = space.spec
+        spec.check_image(image_size, image_size)
+        stem, stages, slots, head = layout(spec, channels)
+        size = image_size
+        self.base = 9 * in_channels * stem * size * size + head * num_classes
+        self.blocks = []  # (slot, table (candidates, in widths, out widths))
+        for slot in slots:
+            specs = block_candidates(spec.kernels, spec.expansions, slot.stride, slot.residual)
+            ins = (stem,) if slot.in_stage is None else stages[slot.in_stage].widths
+            outs = stages[slot.stage].widths
+            table = torch.zeros(len(specs), len(ins), len(outs), dtype=torch.int64)
+            out_size = size
+            for i, cand in enumerate(specs):
+                if cand.is_zero:
+                    continue
+                for a, c_in in enumerate(ins):
+                    for b, c_out in enumerate(outs):
+                        table[i, a, b], out_size = mbconv_macs(cand, c_in, c_out, size)
+            self.blocks.append((slot, table))
+            size = out_size
+        self.head = torch.tensor([w * head * size * size for w in stages[-1].widths], dtype=torch.int64)
+
+    def __call__(self, choices: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        shapes = self.space.arch_shapes
+        for g, (rows, _) in shapes.items():
+            if g not in choices or choices[g].shape[-1] != rows:
+                raise MobileSpaceError(f"mobile FLOPs: group {g!r} needs {rows} choices per architecture")
+        widths = choices["width"]
+        device = widths.device
+        total = self.base + self.head.to(device)[widths[..., -1]]
+        for slot, table in self.blocks:
+            c = choices[slot.group][..., slot.index]
+            w_in = torch.zeros_like(c) if slot.in_stage is None else widths[..., slot.in_stage]
+            total = total + table.to(device)[c, w_in, widths[..., slot.stage]]
+        return total
+
+    def arch(self, arch: MobileArch | str) -> int:
+        return int(self(self.space.choices(arch)))
+
+
+def arch_flops(space, arch: MobileArch | str, channels: int = 16, image_size: int = 32, num_classes: int = 10,
+               in_channels: int = 3) -> int:
+    """FLOPs (multiply-accumulates) of the discrete network of ``arch`` on one image."""
+    return MobileCost(space, channels, image_size, num_classes, in_channels).arch(arch)
+
+
+def arch_params(space, arch: MobileArch | str, channels: int = 16, num_classes: int = 10,
+                in_channels: int = 3) -> int:
+    """Trainable parameters of the retraining network of ``arch`` (affine BN: 2 per channel)."""
+    from .mbconv import block_candidates
+    from .mobile import layout
+
+    spec = space.spec
+    arch = space.parse(arch)
+    stem, stages, _, head = layout(spec, channels)
+    total = 9 * in_channels * stem + 2 * stem
+    c_prev = stem
+    for s, (st, choice) in enumerate(zip(stages, arch.stages)):
+        c_out = st.widths[arch.width_index(spec, s)]
+        for b, name in enumerate(choice.blocks):
+            specs = {c.name: c for c in block_candidates(spec.kernels, spec.expansions, 1, b > 0)}
+            if specs[name].is_zero:
+                continue
+            total += mbconv_params(specs[name], c_prev, c_out)
+            c_prev = c_out
+    return total + c_prev * head + 2 * head + head * num_classes + num_classes
+
+
+__all__ = ["MobileCost", "arch_flops", "arch_params", "mbconv_macs", "mbconv_params"]
