@@ -14,6 +14,7 @@ from toponas.spaces.mbconv import MixedBlock, block_candidates
 from toponas.spaces.mobile import SEARCH_BN, copy_weights_from_supernet
 from toponas.spaces.mobile_arch import MobileArchError, MobileSpaceError, MobileSpec, Stage
 from toponas.spaces.mobile_cost import arch_flops, arch_params
+from toponas.spaces.primitives import Conv
 from toponas.strategies import STRATEGIES
 from toponas.training.cost import count_parameters
 
@@ -108,8 +109,8 @@ def test_supernet_at_a_vertex_is_the_discrete_network_outputs_and_gradients(spac
     torch.testing.assert_close(x.grad, x2.grad, rtol=0, atol=1e-10)
     # a sliced weight's gradient: stage s2's second block (k5e6), its projection conv
     mixed = [m for m in sup.blocks if m.stage == 1][1]
-    project_sup = mixed.ops[[s.name for s in mixed.specs].index("k5e6")][7].weight.grad
-    project_net = net.blocks[3].op[7].weight.grad
+    project_sup = mixed.edges[0].ops[[s.name for s in mixed.specs].index("k5e6")][6].weight.grad
+    project_net = net.blocks[3].op[6].weight.grad
     torch.testing.assert_close(project_sup[: project_net.shape[0], : project_net.shape[1]], project_net,
                                rtol=0, atol=1e-10)
     assert project_sup[project_net.shape[0]:].abs().max() == 0  # masked channels get no gradient
@@ -120,19 +121,43 @@ def test_soft_weights_reach_every_group(space):
     sup = space.build_supernet(2)
     weights = {g: torch.softmax(torch.randn(*s), -1).requires_grad_() for g, s in space.arch_shapes.items()}
     sup(torch.randn(2, 3, 8, 8), Mixing(weights)).square().sum().backward()
+    assert sup.blocks[0].out_masks.shape == (3, 3)  # stage s1 at --channels 2: widths 1, 2, 3 of 3
     for g, w in weights.items():
         assert w.grad is not None and w.grad.abs().sum() > 0, g
 
 
-def test_mixed_block_declares_its_candidates_as_primitive_chains():
-    specs = block_candidates((3, 5), (3, 6), 1, residual=True)
-    block = MixedBlock(specs, 4, 4, 1, True, "block", 0, 0, 0, (2, 3, 4), (2, 3, 4))
+def test_mixed_block_is_a_search_unit_of_primitive_chains():
+    from toponas.spaces.protocol import SearchUnit, search_units
+
+    specs = block_candidates((3, 5), (3, 6), 4, 4, 1, residual=True)
+    block = MixedBlock(specs, 4, 4, 1, True, "block", 0, 0, (2, 3, 4))
+    assert isinstance(block, SearchUnit) and block.edge_io == [(1, 0)]
     assert [s.name for s in block.specs] == ["k3e3", "k3e6", "k5e3", "k5e6", "skip"]
-    for spec, ops in zip(block.specs, block.ops):
+    assert specs[1].chain[0] == Conv(1, out=24) and specs[1].chain[6] == Conv(1, out=4)
+    for spec, ops in zip(block.specs, block.edges[0].ops):
         assert len(ops) == len(spec.chain)  # one module per primitive
-    assert block.ops[1][0].weight.shape == (24, 4, 1, 1) and block.ops[1][7].weight.shape == (4, 24, 1, 1)
+    assert block.edges[0].ops[1][0].weight.shape == (24, 4, 1, 1)
     with pytest.raises(ValueError):
-        MixedBlock(specs, 4, 8, 1, True, "block", 0, 0, 0, None, (4, 6, 8))
+        MixedBlock(specs, 4, 8, 1, True, "block", 0, 0, (4, 6, 8))
+    space = create_space("mobile")
+    units = search_units(space.build_supernet(2))
+    assert len(units) == 12 and all(name.startswith("blocks.") for name, _ in units)
+
+
+def test_protocol_vertices_equal_the_discrete_networks(space):
+    """What ``verify`` will check, here on the plain supernet: every vertex it lists, in float64."""
+    torch.manual_seed(1)
+    sup = space.build_supernet(2, space.verify_cells).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    vertices = space.verify_vertices(2, torch.Generator().manual_seed(0))
+    assert len(vertices) == 6 + 2 + 1 + 2
+    for name, arch in vertices:
+        net = space.build_network(arch, 2, space.verify_cells, bn=SEARCH_BN).double()
+        space.load_vertex_weights(net, sup, arch)
+        torch.testing.assert_close(sup(x, Mixing(space.one_hot(arch, torch.float64))), net(x), rtol=0, atol=1e-10,
+                                   msg=name)
+    example = space.example_unit(4)
+    assert example.inputs == 1 and example.unit.c_in == 4
 
 
 # -- FLOPs and parameters ----------------------------------------------------------------------------------

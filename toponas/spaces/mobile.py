@@ -15,6 +15,7 @@ The depth is the stage table's (``cells`` does not change the supernet; declare 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -96,14 +97,14 @@ class MobileSupernet(nn.Module):
                  in_channels: int = 3) -> None:
         super().__init__()
         self.spec = spec
+        self.channels = spec.base if channels is None else channels
         stem, stages, slots, head = layout(spec, channels)
         self.stem = stem_module(in_channels, stem)
         blocks = []
         for slot in slots:
-            specs = block_candidates(spec.kernels, spec.expansions, slot.stride, slot.residual)
-            in_widths = None if slot.in_stage is None else stages[slot.in_stage].widths
+            specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, slot.c_out, slot.stride, slot.residual)
             blocks.append(MixedBlock(specs, slot.c_in, slot.c_out, slot.stride, slot.residual, slot.group,
-                                     slot.index, slot.stage, slot.in_stage, in_widths, stages[slot.stage].widths))
+                                     slot.index, slot.stage, stages[slot.stage].widths))
         self.blocks = nn.ModuleList(blocks)
         self.head = head_module(stages[-1].channels, head)
         self.classifier = nn.Linear(head, num_classes)
@@ -111,12 +112,9 @@ class MobileSupernet(nn.Module):
     def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
             self.spec.check_image(x.shape[-2], x.shape[-1])
-        widths = mixing.weights["width"]  # (stages, width choices)
         h = self.stem(x)  # (B, C_stem, H, W)
         for block in self.blocks:
-            w, active = mixing.edge(block.group, block.index)
-            in_width = None if block.in_stage is None else widths[block.in_stage]
-            h = block(h, w, active, in_width, widths[block.stage])  # (B, C_stage, H', W')
+            h = block(h, mixing)  # (B, C_stage, H', W'), channels beyond the stage's width masked
         h = self.head(h)  # (B, C_head, H_last, W_last)
         return self.classifier(h.mean(dim=(2, 3)))  # (B, num_classes)
 
@@ -124,8 +122,10 @@ class MobileSupernet(nn.Module):
 class MobileNetwork(nn.Module):
     """The discrete network of a :class:`MobileArch`, built from the original operations.
 
-    ``blocks[b]`` is the :class:`~toponas.spaces.mbconv.MBConvBlock` of the ``b``-th block of the
-    architecture (stage by stage; a ``skip`` is an ``nn.Identity``), at the stage's chosen width.
+    ``blocks[b]`` is the :class:`~toponas.spaces.mbconv.MBConvBlock` of slot ``b`` (as the supernet's
+    ``blocks[b]``; a ``skip``, or a block the architecture does not list, is an ``nn.Identity``), at
+    the stage's chosen width. Expansions are relative to the input's full width (its stage's at
+    width 1): the width choice narrows the stage's outputs and the convs that read them.
     """
 
     def __init__(self, arch: MobileArch, spec: MobileSpec, channels: int | None = None, num_classes: int = 10,
@@ -133,19 +133,18 @@ class MobileNetwork(nn.Module):
         super().__init__()
         self.spec = spec
         self.arch = str(arch)
-        stem, stages, _, head = layout(spec, channels)
+        stem, stages, slots, head = layout(spec, channels)
         self.stem = stem_module(in_channels, stem)
         blocks, c_prev = [], stem
-        for s, (st, choice) in enumerate(zip(stages, arch.stages)):
-            c_out = st.widths[arch.width_index(spec, s)]
-            for b, name in enumerate(choice.blocks):
-                if name == SKIP:
-                    blocks.append(nn.Identity())
-                    continue
-                stride = st.stride if b == 0 else 1
-                cand = {c.name: c for c in block_candidates(spec.kernels, spec.expansions, stride, b > 0)}[name]
-                blocks.append(MBConvBlock(with_bn(cand, bn), c_prev, c_out, residual=b > 0))
-                c_prev = c_out
+        for slot, name in zip(slots, arch_blocks(arch, slots)):
+            if name == SKIP:
+                blocks.append(nn.Identity())
+                continue
+            c_out = stages[slot.stage].widths[arch.width_index(spec, slot.stage)]
+            specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, c_out, slot.stride, slot.residual)
+            cand = next(c for c in specs if c.name == name)
+            blocks.append(MBConvBlock(with_bn(cand, bn), c_prev, slot.residual))
+            c_prev = c_out
         self.blocks = nn.ModuleList(blocks)
         self.head = head_module(c_prev, head)
         self.classifier = nn.Linear(head, num_classes)
@@ -159,43 +158,47 @@ class MobileNetwork(nn.Module):
         return self.classifier(self.head(h).mean(dim=(2, 3)))  # (B, num_classes)
 
 
-@torch.no_grad()
-def copy_weights_from_supernet(net: MobileNetwork, supernet: MobileSupernet, arch: MobileArch | str) -> None:
-    """Copy the supernet's weights of ``arch`` into ``net`` (same spec, channels, classes).
+def arch_blocks(arch: MobileArch, slots: list[Slot]) -> list[str]:
+    """The choice of every slot (``skip`` where a stage of ``arch`` lists fewer blocks)."""
+    out = []
+    for slot in slots:
+        blocks = arch.stages[slot.stage].blocks
+        out.append(blocks[slot.position] if slot.position < len(blocks) else SKIP)
+    return out
 
-    The stem and the classifier copy whole; block ``b``'s chain takes its candidate's tensors, sliced
-    to the chosen widths (output channels first ``c'_out``, input channels first ``c'_in``, expanded
-    channels first ``e * c'_in``), the head conv its first ``c'_last`` input channels. With
+
+@torch.no_grad()
+def copy_weights_from_supernet(net: MobileNetwork, supernet: nn.Module, arch: MobileArch | str) -> None:
+    """Copy the supernet's weights of ``arch`` into ``net`` (same spec, channels, classes), by state-dict key.
+
+    ``blocks.{b}.op.{j}.*`` of the network takes ``blocks.{b}.edges.0.ops.{c}.{j}.*`` of the supernet
+    (``c`` the chosen candidate of slot ``b``), every tensor cut to the network's shape (first entries:
+    the chosen widths keep the first channels); the stem, head and classifier copy by their own keys.
+    Works on a simplified supernet too (the simplifier keeps the modules and keys). With
     ``bn=SEARCH_BN`` the network then equals the supernet at :meth:`MobileSpace.one_hot` weights.
     """
-    arch = MobileArch.parse(str(arch), supernet.spec)
-    net.stem.load_state_dict(supernet.stem.state_dict())
-    net.classifier.load_state_dict(supernet.classifier.state_dict())
-    k = 0
-    mixed = list(supernet.blocks)
-    for s, stage in enumerate(arch.stages):
-        rows = [m for m in mixed if m.stage == s]
-        for b, name in enumerate(stage.blocks):
-            target = net.blocks[k]
-            k += 1
-            if name == SKIP:
-                continue
-            source = rows[b]
-            cand = [c.name for c in source.specs].index(name)
-            _copy_sliced(target.op, source.ops[cand])
-    _copy_sliced(net.head, supernet.head)
-
-
-def _copy_sliced(dst: nn.Module, src: nn.Module) -> None:
-    """Copy every tensor of ``src`` into ``dst`` by key, each dimension cut to ``dst``'s size (first entries)."""
-    target = dst.state_dict()
-    for key, value in src.state_dict().items():
-        if key in target:
-            t = target[key]
-            if t.dim() != value.dim() or any(a > b for a, b in zip(t.shape, value.shape)):
-                raise ValueError(f"{key}: the network's {tuple(t.shape)} does not fit in the supernet's "
-                                 f"{tuple(value.shape)}")
-            t.copy_(value[tuple(slice(0, n) for n in t.shape)] if t.dim() else value)
+    spec = supernet.spec
+    arch = MobileArch.parse(str(arch), spec)
+    _, _, slots, _ = layout(spec, supernet.channels)
+    names = {}
+    for b, (slot, name) in enumerate(zip(slots, arch_blocks(arch, slots))):
+        if name != SKIP:
+            cands = block_candidates(spec.kernels, spec.expansions, 1, 1, slot.stride, slot.residual)
+            names[f"blocks.{b}.op."] = f"blocks.{b}.edges.0.ops.{[c.name for c in cands].index(name)}."
+    source = supernet.state_dict()
+    for key, t in net.state_dict().items():
+        src = key
+        for prefix, sup_prefix in names.items():
+            if key.startswith(prefix):
+                src = sup_prefix + key[len(prefix):]
+                break
+        if src not in source:
+            continue  # e.g. affine BN parameters of a retraining network copied from a search BN
+        value = source[src]
+        if t.dim() != value.dim() or any(a > b for a, b in zip(t.shape, value.shape)):
+            raise ValueError(f"{key}: the network's {tuple(t.shape)} does not fit in the supernet's "
+                             f"{tuple(value.shape)}")
+        t.copy_(value[tuple(slice(0, n) for n in t.shape)] if t.dim() else value)
 
 
 class MobileSpace:
@@ -207,6 +210,7 @@ class MobileSpace:
     """
 
     groups = GROUPS
+    family = "mobile"
     #: --topo modes this space runs; the simplifier has no rules for MBConv blocks yet, so only
     #: ``off`` (the plain supernet): other modes fall back to it with a warning (see the search loop).
     topo_modes = ("off",)
@@ -220,7 +224,9 @@ class MobileSpace:
         self.group_ops: dict[str, tuple[str, ...]] = {"first": mb, "block": (*mb, SKIP),
                                                       "width": self.spec.width_names}
         self.op_names: tuple[str, ...] = self.group_ops["block"]
-        self.specs: tuple[OpSpec, ...] = block_candidates(self.spec.kernels, self.spec.expansions, 1, True)
+        wide = self.spec.sized()[0]  # a typical droppable block: the first stage's, at the base width
+        self.specs: tuple[OpSpec, ...] = block_candidates(self.spec.kernels, self.spec.expansions, wide.channels,
+                                                          wide.channels, 1, True)
         self._keys = {"first": [], "block": [], "width": [s.name for s in self.spec.stages]}
         for slot in slots:
             self._keys[slot.group].append(f"{stages[slot.stage].name}.b{slot.position + 1}")
@@ -280,9 +286,7 @@ class MobileSpace:
         """Candidate index per row of every group (int64); missing trailing blocks are ``skip``."""
         arch = self.parse(arch)
         out = {g: torch.zeros(rows, dtype=torch.int64) for g, (rows, _) in self.arch_shapes.items()}
-        for slot in self.slots:
-            blocks = arch.stages[slot.stage].blocks
-            name = blocks[slot.position] if slot.position < len(blocks) else SKIP
+        for slot, name in zip(self.slots, arch_blocks(arch, self.slots)):
             out[slot.group][slot.index] = self.group_ops[slot.group].index(name)
         out["width"] = torch.tensor([arch.width_index(self.spec, s) for s in range(len(arch.stages))])
         return out
@@ -307,12 +311,57 @@ class MobileSpace:
         arch = self.parse(arch)
         return MobileNetwork(arch, self.spec, channels, num_classes, in_channels, TRAIN_BN if bn is None else bn)
 
+    # -- the space protocol (toponas.spaces.protocol): what verify, explain, profile and FLOPs need -------
+    @property
+    def verify_cells(self) -> int:
+        return self.default_cells
+
+    def verify_vertices(self, trials: int, gen: torch.Generator) -> list[tuple[str, MobileArch]]:
+        """Every MBConv choice everywhere (widest), every narrower width, every droppable block skipped, then
+        ``trials`` random picks per row."""
+        out, widest = [], len(self.spec.widths) - 1
+        uniform = [(name, widest) for name in self.spec.mbconv_names]
+        uniform += [(self.spec.mbconv_names[0], w) for w in range(widest)]
+        for name, w in uniform:
+            pick = {"first": self.group_ops["first"].index(name), "block": self.group_ops["block"].index(name),
+                    "width": w}
+            out.append((f"all {name} at {self.spec.width_names[w]}",
+                        self._from_rows({g: [pick[g]] * rows for g, (rows, _) in self.arch_shapes.items()})))
+        rows = {g: [self.group_ops[g].index(SKIP)] * r if g == "block" else [0] * r
+                for g, (r, _) in self.arch_shapes.items()}
+        out.append(("every droppable block skipped", self._from_rows(rows)))
+        for t in range(trials):
+            pick = {g: torch.randint(0, k, (r,), generator=gen).tolist() for g, (r, k) in self.arch_shapes.items()}
+            out.append((f"random one-hot #{t}", self._from_rows(pick)))
+        return out
+
+    def _from_rows(self, rows: Mapping[str, list[int]]) -> MobileArch:
+        return self.derive({g: F.one_hot(torch.tensor(rows[g]), k).float() for g, (_, k) in self.arch_shapes.items()})
+
+    def load_vertex_weights(self, net: nn.Module, supernet: nn.Module, arch: MobileArch | str) -> None:
+        """:func:`copy_weights_from_supernet` (by state-dict key, so a simplified supernet works too)."""
+        copy_weights_from_supernet(net, supernet, arch)
+
+    def example_unit(self, channels: int):
+        """A droppable block (stride 1, ``channels`` in and out) for ``explain``, reading row 0 of ``block``."""
+        from .protocol import ExampleUnit
+
+        widths = tuple(max(1, math.floor(r * channels + 1e-9)) for r in self.spec.widths)
+        specs = block_candidates(self.spec.kernels, self.spec.expansions, channels, channels, 1, True)
+        block = MixedBlock(specs, channels, channels, 1, True, "block", 0, 0, widths)
+        return ExampleUnit(block, 1, {"block": (1, len(specs)), "width": (1, len(widths))})
+
     def cost_table(self, channels: int = 16, cells: int | None = None, image_size: int = 32, num_classes: int = 10,
                    in_channels: int = 3):
-        """The analytic FLOPs of any choices (:class:`~toponas.spaces.mobile_cost.MobileCost`)."""
+        """The analytic FLOPs of any choices (:class:`~toponas.spaces.mobile_cost.MobileCost`; ``cells`` unused)."""
         from .mobile_cost import MobileCost
 
         return MobileCost(self, channels, image_size, num_classes, in_channels)
+
+    def arch_flops(self, arch: MobileArch | str, channels: int = 16, cells: int | None = None, image_size: int = 32,
+                   num_classes: int = 10, in_channels: int = 3) -> int:
+        """FLOPs (multiply-accumulates) of the discrete network of ``arch`` on one image."""
+        return self.cost_table(channels, cells, image_size, num_classes, in_channels).arch(arch)
 
 
 __all__ = ["MobileSpace", "MobileSupernet", "MobileNetwork", "MobileArch", "MobileArchError", "MobileSpaceError",

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import torch
 
-from .mobile_arch import MobileArch, MobileSpaceError
-from .primitives import Conv, Expand, OpSpec
+from .mobile_arch import SKIP, MobileArch, MobileSpaceError
+from .primitives import BN, Conv, OpSpec, chain_channels
 
 
 def conv_side(size: int, kernel: int, stride: int) -> int:
@@ -23,37 +23,25 @@ def conv_side(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
-def mbconv_macs(spec: OpSpec, c_in: int, c_out: int, size: int) -> tuple[int, int]:
-    """``(multiply-accumulates, output side)`` of one candidate on ``c_in x size x size``."""
-    total, c = 0, c_in
-    for p in spec.chain:
-        if isinstance(p, Expand):
-            total += c * p.ratio * c * size * size
-            c = p.ratio * c
-        elif isinstance(p, Conv):
+def mbconv_macs(spec: OpSpec, c_in: int, size: int) -> tuple[int, int]:
+    """``(multiply-accumulates, output side)`` of one candidate on ``c_in x size x size`` (``Conv.out`` channels)."""
+    total = 0
+    for p, c in zip(spec.chain, chain_channels(spec.chain, c_in)):
+        if isinstance(p, Conv):
             size = conv_side(size, p.kernel, p.stride)
-            total += p.kernel ** 2 * (1 if p.depthwise else c) * c * size * size
-    if any(isinstance(p, Expand) for p in spec.chain):  # the projection: hidden -> c_out
-        total += c * c_out * size * size
+            total += p.kernel ** 2 * (1 if p.depthwise else c) * p.out_channels(c) * size * size
     return total, size
 
 
-def mbconv_params(spec: OpSpec, c_in: int, c_out: int, affine_bn: bool = True) -> int:
-    """Weights of one candidate (conv kernels, plus 2 per channel for each affine BN)."""
-    total, c = 0, c_in
-    bns = []
-    for p in spec.chain:
-        if isinstance(p, Expand):
-            total += c * p.ratio * c
-            c = p.ratio * c
-            bns.append(c)
-        elif isinstance(p, Conv):
-            total += p.kernel ** 2 * (1 if p.depthwise else c) * c
-            bns.append(c)
-    if any(isinstance(p, Expand) for p in spec.chain):
-        total += c * c_out
-        bns.append(c_out)
-    return total + (2 * sum(bns) if affine_bn else 0)
+def mbconv_params(spec: OpSpec, c_in: int, affine_bn: bool = True) -> int:
+    """Weights of one candidate: conv kernels, plus 2 per channel of each BN when ``affine_bn``."""
+    total = 0
+    for p, c in zip(spec.chain, chain_channels(spec.chain, c_in)):
+        if isinstance(p, Conv):
+            total += p.kernel ** 2 * (1 if p.depthwise else c) * p.out_channels(c)
+        elif isinstance(p, BN) and affine_bn:
+            total += 2 * c
+    return total
 
 
 class MobileCost:
@@ -77,17 +65,15 @@ class MobileCost:
         self.base = 9 * in_channels * stem * size * size + head * num_classes
         self.blocks = []  # (slot, table (candidates, in widths, out widths))
         for slot in slots:
-            specs = block_candidates(spec.kernels, spec.expansions, slot.stride, slot.residual)
             ins = (stem,) if slot.in_stage is None else stages[slot.in_stage].widths
             outs = stages[slot.stage].widths
-            table = torch.zeros(len(specs), len(ins), len(outs), dtype=torch.int64)
-            out_size = size
-            for i, cand in enumerate(specs):
-                if cand.is_zero:
-                    continue
-                for a, c_in in enumerate(ins):
-                    for b, c_out in enumerate(outs):
-                        table[i, a, b], out_size = mbconv_macs(cand, c_in, c_out, size)
+            table = torch.zeros(len(self.space.group_ops[slot.group]), len(ins), len(outs), dtype=torch.int64)
+            out_size = conv_side(size, 3, slot.stride)
+            for b, c_out in enumerate(outs):
+                specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, c_out, slot.stride, slot.residual)
+                for i, cand in enumerate(specs):
+                    for a, c_in in enumerate(ins):
+                        table[i, a, b] = 0 if cand.is_zero else mbconv_macs(cand, c_in, size)[0]
             self.blocks.append((slot, table))
             size = out_size
         self.head = torch.tensor([w * head * size * size for w in stages[-1].widths], dtype=torch.int64)
@@ -120,21 +106,20 @@ def arch_params(space, arch: MobileArch | str, channels: int = 16, num_classes: 
                 in_channels: int = 3) -> int:
     """Trainable parameters of the retraining network of ``arch`` (affine BN: 2 per channel)."""
     from .mbconv import block_candidates
-    from .mobile import layout
+    from .mobile import arch_blocks, layout
 
     spec = space.spec
     arch = space.parse(arch)
-    stem, stages, _, head = layout(spec, channels)
+    stem, stages, slots, head = layout(spec, channels)
     total = 9 * in_channels * stem + 2 * stem
     c_prev = stem
-    for s, (st, choice) in enumerate(zip(stages, arch.stages)):
-        c_out = st.widths[arch.width_index(spec, s)]
-        for b, name in enumerate(choice.blocks):
-            specs = {c.name: c for c in block_candidates(spec.kernels, spec.expansions, 1, b > 0)}
-            if specs[name].is_zero:
-                continue
-            total += mbconv_params(specs[name], c_prev, c_out)
-            c_prev = c_out
+    for slot, name in zip(slots, arch_blocks(arch, slots)):
+        if name == SKIP:
+            continue
+        c_out = stages[slot.stage].widths[arch.width_index(spec, slot.stage)]
+        specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, c_out, slot.stride, slot.residual)
+        total += mbconv_params(next(c for c in specs if c.name == name), c_prev)
+        c_prev = c_out
     return total + c_prev * head + 2 * head + head * num_classes + num_classes
 
 

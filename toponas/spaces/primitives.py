@@ -24,12 +24,19 @@ class Conv:
 
     ``depthwise=True`` means one kernel per channel (``groups=C_in``, ``C_out == C_in``).
     Padding is always ``dilation * (kernel - 1) // 2`` so the spatial size is kept at stride 1.
+    ``out``: the number of output channels (``None``: as many as its input, the cell spaces' case);
+    a macro space's inverted-residual block declares its expand and project convs with it.
     """
 
     kernel: int
     dilation: int = 1
     depthwise: bool = False
     stride: int = 1
+    out: int | None = None
+
+    def out_channels(self, channels: int) -> int:
+        """Output channels of this conv on a ``channels``-channel input."""
+        return channels if self.out is None else self.out
 
     @property
     def extent(self) -> int:
@@ -96,36 +103,7 @@ class Reduce:
     stride: int = 2
 
 
-@dataclass(frozen=True)
-class Expand:
-    """A 1x1 convolution ``C -> ratio * C`` without bias: the expansion of an inverted residual (MBConv)."""
-
-    ratio: int
-
-
-@dataclass(frozen=True)
-class Project:
-    """A 1x1 convolution from the current channels to the unit's output channels, without bias.
-
-    The projection of an inverted residual: ``ratio * C_in -> C_out`` (``C_out`` is the unit's, e.g.
-    a stage's width), so a chain with it changes the channel count; see :func:`build_chain_io`.
-    """
-
-
-@dataclass(frozen=True)
-class ChannelMask:
-    """Multiply channels by a mask given at run time (width search, FBNetV2-style); no parameters.
-
-    ``which`` names the mask: ``"hidden"`` (the expanded channels, sized by the unit's input width)
-    or ``"out"`` (the unit's output channels). A mask is linear and per channel; at a one-hot width
-    choice it keeps the first ``c'`` channels and zeroes the rest, which equals a narrower network.
-    As a module (the discrete network, all channels live) it is the identity.
-    """
-
-    which: str
-
-
-Primitive = ReLU | Conv | BN | AvgPool | MaxPool | Identity | Zero | Reduce | Expand | Project | ChannelMask
+Primitive = ReLU | Conv | BN | AvgPool | MaxPool | Identity | Zero | Reduce
 
 
 @dataclass(frozen=True)
@@ -183,14 +161,16 @@ class ReduceOp(nn.Module):
 
 
 def build_primitive(prim: Primitive, channels: int) -> nn.Module:
-    """The PyTorch module of one primitive acting on ``channels`` channels (C_in == C_out)."""
+    """The PyTorch module of one primitive acting on ``channels`` input channels (output: see ``Conv.out``)."""
     if isinstance(prim, ReLU):
         return nn.ReLU(inplace=False)
     if isinstance(prim, Conv):
         groups = channels if prim.depthwise else 1
+        if prim.depthwise and prim.out_channels(channels) != channels:
+            raise ValueError(f"a depthwise conv keeps its {channels} channels, not {prim.out}")
         return nn.Conv2d(
             channels,
-            channels,
+            prim.out_channels(channels),
             prim.kernel,
             stride=prim.stride,
             padding=prim.padding,
@@ -212,43 +192,21 @@ def build_primitive(prim: Primitive, channels: int) -> nn.Module:
         return ZeroOp(prim.stride)
     if isinstance(prim, Reduce):
         return ReduceOp(channels, channels, prim.stride)
-    if isinstance(prim, ChannelMask):
-        return nn.Identity()
-    if isinstance(prim, (Expand, Project)):
-        raise TypeError(f"{prim!r} changes the channel count; build its chain with build_chain_io")
     raise TypeError(f"unknown primitive {prim!r}")
+
+
+def chain_channels(chain: tuple[Primitive, ...], channels: int) -> list[int]:
+    """Input channels of every primitive of ``chain`` on a ``channels``-channel input, and the output's."""
+    out = [channels]
+    for p in chain:
+        out.append(p.out_channels(out[-1]) if isinstance(p, Conv) else out[-1])
+    return out
 
 
 def build_chain(spec: OpSpec, channels: int) -> nn.Sequential:
     """The plain module of a candidate: its primitives in sequence, one module each."""
-    return nn.Sequential(*(build_primitive(p, channels) for p in spec.chain))
-
-
-def chain_channels(spec: OpSpec, c_in: int, c_out: int) -> list[int]:
-    """Channels after each primitive of ``spec`` on ``c_in`` input channels (``Project`` goes to ``c_out``)."""
-    out, c = [], c_in
-    for p in spec.chain:
-        if isinstance(p, Expand):
-            c = p.ratio * c
-        elif isinstance(p, Project):
-            c = c_out
-        out.append(c)
-    return out
-
-
-def build_chain_io(spec: OpSpec, c_in: int, c_out: int) -> nn.Sequential:
-    """The plain module of a candidate that may change channels (``Expand``, ``Project``): one module each.
-
-    Every other primitive acts on the current channel count, as in :func:`build_chain`.
-    """
-    modules, c = [], c_in
-    for p, after in zip(spec.chain, chain_channels(spec, c_in, c_out)):
-        if isinstance(p, (Expand, Project)):
-            modules.append(nn.Conv2d(c, after, 1, bias=False))
-        else:
-            modules.append(build_primitive(p, c))
-        c = after
-    return nn.Sequential(*modules)
+    sizes = chain_channels(spec.chain, channels)
+    return nn.Sequential(*(build_primitive(p, c) for p, c in zip(spec.chain, sizes)))
 
 
 def with_bn(spec: OpSpec, bn: BN) -> OpSpec:
