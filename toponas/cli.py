@@ -47,6 +47,15 @@ def load_space(name: str):
         fail(str(e))
 
 
+def check_topo(space, modes) -> None:
+    """One ``error:`` line when ``space`` cannot run a simplifier mode (a space whose blocks it does not know yet)."""
+    supported = getattr(space, "topo_modes", MODES)
+    missing = [m for m in modes if m not in supported]
+    if missing:
+        fail(f"the {space.name} space has no --topo {'/'.join(missing)} rules yet (the simplifier does not know its "
+             f"blocks); it runs with --topo {', '.join(supported)}")
+
+
 def parse_hyper(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in values:
@@ -165,6 +174,7 @@ def explain(space: str, mode: str, topo_disable: tuple[str, ...], channels: int,
     """Show an edge before and after simplification: primitives, convolutions, saved tensors, MACs."""
     from . import topo
 
+    check_topo(load_space(space), ("exact", "full"))
     click.echo(topo.explain(load_space(space), mode, disable=topo_disable, channels=channels,
                             height=image_size, width=image_size, batch=batch_size))
 
@@ -178,6 +188,7 @@ def verify(space: str, mode: str, seed: int, trials: int) -> None:
     """Check the simplifier's promises on random inputs; exit status 1 when one fails."""
     from . import topo
 
+    check_topo(load_space(space), (mode,))
     report = topo.verify(load_space(space), mode, seed=seed, trials=trials)
     click.echo(str(report))
     if not report.ok:
@@ -242,7 +253,7 @@ def profile(ctx: click.Context, space: str, strategy: str, modes: str, topo_disa
         dev = resolve_device(device)
     except ConfigError as e:
         fail(str(e))
-    load_space(space)  # a clear error for an unknown space before any work
+    check_topo(load_space(space), mode_list)  # a clear error for an unknown space before any work
     rows = run_profile(space, strategy, mode_list, channels=channels, cells=cells, batch_size=batch_size,
                        image_size=image_size, steps=steps, warmup=warmup, device=dev, disable=topo_disable,
                        single=not no_single, log=lambda m: click.echo(m, err=True))
@@ -272,7 +283,7 @@ def _profile_scaling(strategy: str, spaces: str, channels: int, cells: int | Non
     except ConfigError as e:
         fail(str(e))
     for name in names:
-        load_space(name)  # a clear error for an unknown space before any work
+        check_topo(load_space(name), ("full",))  # a clear error for an unknown space before any work
     try:
         import matplotlib  # noqa: F401  (plots are drawn after the first space: fail before any work)
     except ImportError:

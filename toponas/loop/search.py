@@ -23,7 +23,7 @@ from .. import topo
 from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
-from ..spaces import CellError, create_space
+from ..spaces import CellError, candidate_names, create_space
 from ..strategies import STRATEGIES, create_strategy
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, sigint_sets, write_json
 from .result import SearchResult
@@ -167,6 +167,10 @@ class Search:
     def _simplify(self, module: torch.nn.Module) -> torch.nn.Module:
         """The run's ``--topo`` rewrite of a plain module, on the run's device, in training mode."""
         cfg = self.config
+        modes = getattr(self.space, "topo_modes", topo.MODES)  # a space the simplifier cannot rewrite yet
+        if cfg.topo not in modes:
+            self.log(f"warning: the {cfg.space} space has no --topo {cfg.topo} rules yet; running its plain supernet")
+            return module.to(self.device).train()
         return topo.simplify(module, cfg.topo, disable=cfg.topo_disable).to(self.device).train()
 
     # -- checkpoint ----------------------------------------------------------------------------
@@ -303,7 +307,7 @@ class Search:
             peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "cpu_max_rss"
         edge_keys = self.space.edge_keys
         alphas = {
-            g: {edge_keys[g][e]: dict(zip(self.space.op_names, row))
+            g: {edge_keys[g][e]: dict(zip(candidate_names(self.space, g), row))
                 for e, row in enumerate(a.detach().cpu().tolist())}
             for g, a in self.strategy.alphas.items()
         }
