@@ -211,9 +211,8 @@ class MobileSpace:
 
     groups = GROUPS
     family = "mobile"
-    #: --topo modes this space runs; the simplifier has no rules for MBConv blocks yet, so only
-    #: ``off`` (the plain supernet): other modes fall back to it with a warning (see the search loop).
-    topo_modes = ("off",)
+    #: --topo modes this space runs: all of them (the simplifier's block_stack / block_merge rules).
+    topo_modes = ("off", "exact", "full")
 
     def __init__(self, name: str = "mobile", spec: MobileSpec | None = None) -> None:
         self.name = name
