@@ -249,11 +249,11 @@ def test_fp_nas_flops_term_uses_the_space_flops(tmp_path, space):
     assert math.isclose(result["history"][-1]["mflops"], expected)
 
 
-def test_topo_full_runs_the_plain_supernet_with_a_warning(tmp_path):
+def test_topo_full_runs_the_simplified_supernet(tmp_path):
     res = cli("search", "--space", "mobile", "--strategy", "darts-v1", "--topo", "full", "--out", str(tmp_path),
               *QUICK)
     assert res.exit_code == 0, res.output
-    assert "warning: the mobile space has no --topo full rules yet" in res.output
+    assert "no --topo full rules" not in res.output
 
 
 @pytest.mark.parametrize("args, words", [
@@ -265,9 +265,6 @@ def test_topo_full_runs_the_plain_supernet_with_a_warning(tmp_path):
     (["search", "--space", "mobile", "--image-size", "4", "--channels", "2", "--topo", "off", "--dataset", "digits",
       "--epochs", "1", "--subset", "32", "--batch-size", "16", "--no-progress"], ["image size 4x4"]),
     (["search", "--space", "mobile", "--cells", "2", "--topo", "off", *QUICK], ["cells=2 is not supported"]),
-    (["verify", "--space", "mobile"], ["no --topo full rules yet"]),
-    (["explain", "--space", "mobile"], ["no --topo exact/full rules yet"]),
-    (["profile", "--space", "mobile"], ["no --topo exact/full rules yet"]),
 ])
 def test_bad_input_is_one_error_line(tmp_path, args, words):
     out = ["--out", str(tmp_path / "out.pt" if args[0] == "export" else tmp_path / "run")]
