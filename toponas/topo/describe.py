@@ -48,6 +48,8 @@ def describe_plan(plan: GroupPlan, edge_names: Sequence[str] | None = None, inpu
                 lines.append("  " + stack_decision(it, plan.channels))
         elif isinstance(it, SepStage):
             lines += _describe_stage(it, plan.channels, names[it.slot], source_name(it.source, inp))
+        elif isinstance(it, Block):
+            lines += _describe_block(it, plan.channels, names[it.slot], source_name(it.source, inp))
     for slot in range(plan.slots):
         taps = [it for it in plan.items if isinstance(it, Tap) and it.path.slot == slot]
         if taps:
