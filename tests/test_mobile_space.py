@@ -276,3 +276,23 @@ def test_bad_input_is_one_error_line(tmp_path, args, words):
     res = cli(*args, *out)
     assert_user_error(res, *words)
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_train_export_and_report_take_a_mobile_architecture(tmp_path, space):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "train"
+    res = cli("train", ARCH, "--dataset", "digits", "--epochs", "1", "--subset", "32", "--batch-size", "16",
+              "--channels", "2", "--out", str(run), "--no-progress")
+    assert res.exit_code == 0, res.output
+    info = json.loads((run / "train.json").read_text())
+    assert info["space"] == "mobile" and info["arch"] == ARCH  # found by parsing, no --space needed
+    res = cli("export", str(run), "--out", str(tmp_path / "net.pt"))
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "net.pt.json").read_text())
+    net = space.build_network(ARCH, 2)
+    assert meta["trained"] and meta["parameters"] == count_parameters(net) == arch_params(space, ARCH, channels=2)
+    assert meta["mult_adds"] == arch_flops(space, ARCH, channels=2, image_size=16)
+    res = cli("report", str(run))
+    assert res.exit_code == 0, res.output
+    assert (run / "report" / "cell.png").is_file()
+    assert "cell.png" in (run / "report" / "report.md").read_text()
