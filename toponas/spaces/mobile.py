@@ -214,6 +214,8 @@ class MobileSpace:
     #: --topo modes this space runs; the simplifier has no rules for MBConv blocks yet, so only
     #: ``off`` (the plain supernet): other modes fall back to it with a warning (see the search loop).
     topo_modes = ("off",)
+    #: Partial-channel edges (PC-DARTS, progressive DrNAS) need C_in == C_out: not for MBConv blocks.
+    partial_channels = False
 
     def __init__(self, name: str = "mobile", spec: MobileSpec | None = None) -> None:
         self.name = name
