@@ -215,8 +215,6 @@ class MobileSpace:
     #: --topo modes this space runs; the simplifier has no rules for MBConv blocks yet, so only
     #: ``off`` (the plain supernet): other modes fall back to it with a warning (see the search loop).
     topo_modes = ("off",)
-    #: Partial-channel edges (PC-DARTS, progressive DrNAS) need C_in == C_out: not for MBConv blocks.
-    partial_channels = False
 
     def __init__(self, name: str = "mobile", spec: MobileSpec | None = None) -> None:
         self.name = name
@@ -233,6 +231,9 @@ class MobileSpace:
         self._keys = {"first": [], "block": [], "width": [s.name for s in self.spec.stages]}
         for slot in slots:
             self._keys[slot.group].append(f"{stages[slot.stage].name}.b{slot.position + 1}")
+
+    #: Partial-channel edges (PC-DARTS, progressive DrNAS) need C_in == C_out: not for MBConv blocks.
+    partial_channels = False
 
     @property
     def default_cells(self) -> int:
