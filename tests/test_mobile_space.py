@@ -38,6 +38,16 @@ def space():
     return create_space("mobile")
 
 
+#: An architecture of mobile-sa using radix-2 split attention in several blocks.
+SA_ARCH = "s1:w0.5:k3e6s2,skip|s2:w0.75:k7e3,k5e6s2,skip|s3:w1:k3e3,skip,k7e6|s4:w0.5:k5e3s2,k3e6|s5:w0.75:k7e6,k3e3s2"
+
+
+@pytest.fixture(scope="module", params=["mobile", "mobile-sa"])
+def either(request):
+    """Both registered mobile spaces, with an architecture of each."""
+    return create_space(request.param), (ARCH if request.param == "mobile" else SA_ARCH)
+
+
 def cli(*args: str):
     return CliRunner().invoke(main, list(args))
 
@@ -87,15 +97,22 @@ def test_groups_and_size_of_the_space(space):
     assert space.arch_shapes == {"first": (5, 6), "block": (7, 7), "width": (5, 3)}
     assert space.num_architectures == 6 ** 5 * 7 ** 7 * 3 ** 5
     assert space.edge_keys["block"][:3] == ["s1.b2", "s2.b2", "s2.b3"]
-    assert "mobile" in SPACES.names()
+    assert "mobile" in SPACES.names() and "mobile-sa" in SPACES.names()
+    sa = create_space("mobile-sa")
+    assert sa.arch_shapes == {"first": (5, 12), "block": (7, 13), "width": (5, 3)}
+    assert sa.group_ops["first"][:2] == ("k3e3", "k3e3s2") and sa.largest_genotype().stages[0].blocks[0] == "k7e6s2"
+    assert str(sa.parse(SA_ARCH)) == SA_ARCH
+    with pytest.raises(MobileArchError, match="unknown choice 'k3e6s2'"):
+        space.parse(SA_ARCH)
 
 
 # -- supernet and discrete network ----------------------------------------------------------------------
-def test_supernet_at_a_vertex_is_the_discrete_network_outputs_and_gradients(space):
+def test_supernet_at_a_vertex_is_the_discrete_network_outputs_and_gradients(either):
     """One-hot weights (blocks and widths): the masked supernet equals the narrower network, float64."""
+    space, text = either
     torch.manual_seed(0)
     sup = space.build_supernet(4).double()
-    arch = space.parse(ARCH)
+    arch = space.parse(text)
     net = space.build_network(arch, 4, bn=SEARCH_BN).double()
     copy_weights_from_supernet(net, sup, arch)
     x = torch.randn(3, 3, 16, 16, dtype=torch.float64, requires_grad=True)
@@ -109,8 +126,9 @@ def test_supernet_at_a_vertex_is_the_discrete_network_outputs_and_gradients(spac
     torch.testing.assert_close(x.grad, x2.grad, rtol=0, atol=1e-10)
     # a sliced weight's gradient: stage s2's second block (k5e6), its projection conv
     mixed = [m for m in sup.blocks if m.stage == 1][1]
-    project_sup = mixed.edges[0].ops[[s.name for s in mixed.specs].index("k5e6")][6].weight.grad
-    project_net = net.blocks[3].op[6].weight.grad
+    name = arch.stages[1].blocks[1]
+    project_sup = mixed.edges[0].ops[[s.name for s in mixed.specs].index(name)][-2].weight.grad
+    project_net = net.blocks[3].op[-2].weight.grad
     torch.testing.assert_close(project_sup[: project_net.shape[0], : project_net.shape[1]], project_net,
                                rtol=0, atol=1e-10)
     assert project_sup[project_net.shape[0]:].abs().max() == 0  # masked channels get no gradient
@@ -182,8 +200,9 @@ def hook_counts(model: nn.Module, image_size: int) -> int:
 
 
 @pytest.mark.parametrize("image_size", [32, 16])
-def test_analytic_flops_and_parameters_match_the_built_network(space, image_size):
-    archs = [space.largest_genotype(), space.parse(ARCH),
+def test_analytic_flops_and_parameters_match_the_built_network(either, image_size):
+    space, text = either
+    archs = [space.largest_genotype(), space.parse(text),
              space.derive({g: torch.randn(*s) for g, s in space.arch_shapes.items()})]
     for arch in archs:
         net = space.build_network(arch)
@@ -226,10 +245,12 @@ def test_a_declared_table_builds_its_own_space():
 
 
 # -- strategies and the command line ------------------------------------------------------------------------
-@pytest.mark.parametrize("strategy", STRATEGIES.names())
-def test_every_strategy_searches_the_mobile_space(tmp_path, space, strategy):
+@pytest.mark.parametrize("name, strategy", [("mobile", s) for s in STRATEGIES.names()]
+                         + [("mobile-sa", "darts-v1"), ("mobile-sa", "gdas")])
+def test_every_strategy_searches_the_mobile_space(tmp_path, name, strategy):
+    space = create_space(name)
     extra = ["--hp", "sample_scale=0.1"] if strategy == "fp-nas" else []
-    res = cli("search", "--space", "mobile", "--strategy", strategy, "--topo", "off", "--out", str(tmp_path),
+    res = cli("search", "--space", name, "--strategy", strategy, "--topo", "off", "--out", str(tmp_path),
               *QUICK, *extra)
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "result.json").read_text())
@@ -261,6 +282,9 @@ def test_topo_full_runs_the_simplified_supernet(tmp_path):
     (["export", ARCH.replace("s5:", "s7:"), "--space", "mobile"], ["unknown stage 's7'"]),
     (["export", "s1:w1:k3e3|s2", "--space", "mobile"], ["stage 2", "NAME:wRATIO"]),
     (["export", ARCH, "--space", "mobile", "--image-size", "4"], ["image size 4x4", "at least 8x8"]),
+    (["search", "--space", "mobile", "--strategy", "drnas", "--hp", "progressive=true", "--topo", "off", *QUICK,
+      "--epochs", "2"],
+     ["progressive DrNAS", "leave progressive off"]),
     (["search", "--space", "mobile", "--topo", "off", *QUICK, "--channels", "1"], ["rounds to 0 channels"]),
     (["search", "--space", "mobile", "--image-size", "4", "--channels", "2", "--topo", "off", "--dataset", "digits",
       "--epochs", "1", "--subset", "32", "--batch-size", "16", "--no-progress"], ["image size 4x4"]),
@@ -273,3 +297,23 @@ def test_bad_input_is_one_error_line(tmp_path, args, words):
     res = cli(*args, *out)
     assert_user_error(res, *words)
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_train_export_and_report_take_a_mobile_architecture(tmp_path, space):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "train"
+    res = cli("train", ARCH, "--dataset", "digits", "--epochs", "1", "--subset", "32", "--batch-size", "16",
+              "--channels", "2", "--out", str(run), "--no-progress")
+    assert res.exit_code == 0, res.output
+    info = json.loads((run / "train.json").read_text())
+    assert info["space"] == "mobile" and info["arch"] == ARCH  # found by parsing, no --space needed
+    res = cli("export", str(run), "--out", str(tmp_path / "net.pt"))
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "net.pt.json").read_text())
+    net = space.build_network(ARCH, 2)
+    assert meta["trained"] and meta["parameters"] == count_parameters(net) == arch_params(space, ARCH, channels=2)
+    assert meta["mult_adds"] == arch_flops(space, ARCH, channels=2, image_size=16)
+    res = cli("report", str(run))
+    assert res.exit_code == 0, res.output
+    assert (run / "report" / "cell.png").is_file()
+    assert "cell.png" in (run / "report" / "report.md").read_text()

@@ -10,6 +10,7 @@ from .custom import SpaceFileError, space_from_dict, space_from_file
 from .darts import DartsSpace
 from .mixed import MixedEdge, Mixing
 from .mobile import MobileSpace
+from .mobile_arch import MobileSpec
 from .nb201 import CANDIDATES, NB201_OPS, WIDE_OPS, NB201Space
 from .primitives import OpSpec
 
@@ -19,6 +20,7 @@ for _name, _ops in WIDE_OPS.items():
     SPACES.register(_name)(lambda name=_name, ops=_ops: NB201Space(name, ops))
 SPACES.register("darts")(lambda: DartsSpace())
 SPACES.register("mobile")(lambda: MobileSpace("mobile"))
+SPACES.register("mobile-sa")(lambda: MobileSpace("mobile-sa", MobileSpec(radixes=(1, 2))))
 
 
 def candidate_names(space, group: str) -> tuple[str, ...]:

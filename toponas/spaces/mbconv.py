@@ -23,6 +23,7 @@ from torch import nn
 from .mixed import MixedEdge, Mixing
 from .primitives import BN, SEARCH_BN, Conv, OpSpec, ReLU, Zero, build_chain
 from .protocol import UnitCall
+from .split_attention import SplitAttention
 
 
 def mbconv_chain(kernel: int, hidden: int, c_out: int, stride: int = 1, bn: BN = SEARCH_BN) -> tuple:
@@ -30,11 +31,19 @@ def mbconv_chain(kernel: int, hidden: int, c_out: int, stride: int = 1, bn: BN =
     return (Conv(1, out=hidden), bn, ReLU(), Conv(kernel, 1, True, stride), bn, ReLU(), Conv(1, out=c_out), bn)
 
 
+def sa_chain(kernel: int, radix: int, hidden: int, c_out: int, stride: int = 1, bn: BN = SEARCH_BN) -> tuple:
+    """An MBConv branch whose depthwise conv (and its bn, relu) is a radix-``radix`` split attention."""
+    return (Conv(1, out=hidden), bn, ReLU(), SplitAttention(kernel, radix, stride), Conv(1, out=c_out), bn)
+
+
 def block_candidates(kernels: Sequence[int], expansions: Sequence[int], c_full: int, c_out: int, stride: int,
-                     residual: bool) -> tuple[OpSpec, ...]:
-    """A block's candidates: every ``kKeE`` branch (``E * c_full`` hidden channels, kernel-major), then
-    ``skip`` (the zero branch) if ``residual``."""
-    specs = [OpSpec(f"k{k}e{e}", mbconv_chain(k, e * c_full, c_out, stride)) for k in kernels for e in expansions]
+                     residual: bool, radixes: Sequence[int] = (1,)) -> tuple[OpSpec, ...]:
+    """A block's candidates: every ``kKeE`` branch (``E * c_full`` hidden channels; kernel-major, then
+    expansion, then radix: ``kKeEsR`` for a split attention of radix ``R > 1``), then ``skip`` (the
+    zero branch) if ``residual``."""
+    specs = [OpSpec(f"k{k}e{e}", mbconv_chain(k, e * c_full, c_out, stride)) if r == 1 else
+             OpSpec(f"k{k}e{e}s{r}", sa_chain(k, r, e * c_full, c_out, stride))
+             for k in kernels for e in expansions for r in radixes]
     if residual:
         specs.append(OpSpec("skip", (Zero(),)))
     return tuple(specs)
@@ -114,4 +123,10 @@ class MBConvBlock(nn.Module):
         return y
 
 
-__all__ = ["MixedBlock", "MBConvBlock", "mbconv_chain", "block_candidates", "width_masks"]
+def spec_candidates(spec, c_full: int, c_out: int, stride: int, residual: bool) -> tuple[OpSpec, ...]:
+    """:func:`block_candidates` with the choices of a :class:`~toponas.spaces.mobile_arch.MobileSpec`."""
+    return block_candidates(spec.kernels, spec.expansions, c_full, c_out, stride, residual, spec.radixes)
+
+
+__all__ = ["MixedBlock", "MBConvBlock", "mbconv_chain", "sa_chain", "block_candidates", "spec_candidates",
+           "width_masks"]

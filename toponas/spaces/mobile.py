@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mbconv import MBConvBlock, MixedBlock, block_candidates
+from .mbconv import MBConvBlock, MixedBlock, spec_candidates
 from .mixed import Mixing
 from .mobile_arch import (
     SKIP,
@@ -33,6 +33,7 @@ from .mobile_arch import (
     MobileSpec,
     SizedStage,
     StageArch,
+    block_name,
 )
 from .primitives import BN, SEARCH_BN, TRAIN_BN, OpSpec, with_bn
 
@@ -102,7 +103,7 @@ class MobileSupernet(nn.Module):
         self.stem = stem_module(in_channels, stem)
         blocks = []
         for slot in slots:
-            specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, slot.c_out, slot.stride, slot.residual)
+            specs = spec_candidates(spec, slot.c_in, slot.c_out, slot.stride, slot.residual)
             blocks.append(MixedBlock(specs, slot.c_in, slot.c_out, slot.stride, slot.residual, slot.group,
                                      slot.index, slot.stage, stages[slot.stage].widths))
         self.blocks = nn.ModuleList(blocks)
@@ -141,7 +142,7 @@ class MobileNetwork(nn.Module):
                 blocks.append(nn.Identity())
                 continue
             c_out = stages[slot.stage].widths[arch.width_index(spec, slot.stage)]
-            specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, c_out, slot.stride, slot.residual)
+            specs = spec_candidates(spec, slot.c_in, c_out, slot.stride, slot.residual)
             cand = next(c for c in specs if c.name == name)
             blocks.append(MBConvBlock(with_bn(cand, bn), c_prev, slot.residual))
             c_prev = c_out
@@ -183,7 +184,7 @@ def copy_weights_from_supernet(net: MobileNetwork, supernet: nn.Module, arch: Mo
     names = {}
     for b, (slot, name) in enumerate(zip(slots, arch_blocks(arch, slots))):
         if name != SKIP:
-            cands = block_candidates(spec.kernels, spec.expansions, 1, 1, slot.stride, slot.residual)
+            cands = spec_candidates(spec, 1, 1, slot.stride, slot.residual)
             names[f"blocks.{b}.op."] = f"blocks.{b}.edges.0.ops.{[c.name for c in cands].index(name)}."
     source = supernet.state_dict()
     for key, t in net.state_dict().items():
@@ -224,11 +225,14 @@ class MobileSpace:
                                                       "width": self.spec.width_names}
         self.op_names: tuple[str, ...] = self.group_ops["block"]
         wide = self.spec.sized()[0]  # a typical droppable block: the first stage's, at the base width
-        self.specs: tuple[OpSpec, ...] = block_candidates(self.spec.kernels, self.spec.expansions, wide.channels,
+        self.specs: tuple[OpSpec, ...] = spec_candidates(self.spec, wide.channels,
                                                           wide.channels, 1, True)
         self._keys = {"first": [], "block": [], "width": [s.name for s in self.spec.stages]}
         for slot in slots:
             self._keys[slot.group].append(f"{stages[slot.stage].name}.b{slot.position + 1}")
+
+    #: Partial-channel edges (PC-DARTS, progressive DrNAS) need C_in == C_out: not for MBConv blocks.
+    partial_channels = False
 
     @property
     def default_cells(self) -> int:
@@ -296,7 +300,7 @@ class MobileSpace:
 
     def largest_genotype(self) -> MobileArch:
         """Every block the largest MBConv (largest kernel and expansion), every stage at its widest."""
-        best = f"k{max(self.spec.kernels)}e{max(self.spec.expansions)}"
+        best = block_name(max(self.spec.kernels), max(self.spec.expansions), max(self.spec.radixes))
         return MobileArch(tuple(StageArch(s.name, max(self.spec.widths), (best,) * s.blocks)
                                 for s in self.spec.stages))
 
@@ -346,7 +350,7 @@ class MobileSpace:
         from .protocol import ExampleUnit
 
         widths = tuple(max(1, math.floor(r * channels + 1e-9)) for r in self.spec.widths)
-        specs = block_candidates(self.spec.kernels, self.spec.expansions, channels, channels, 1, True)
+        specs = spec_candidates(self.spec, channels, channels, 1, True)
         block = MixedBlock(specs, channels, channels, 1, True, "block", 0, 0, widths)
         return ExampleUnit(block, 1, {"block": (1, len(specs)), "width": (1, len(widths))})
 

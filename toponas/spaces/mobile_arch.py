@@ -5,10 +5,10 @@ A mobile architecture gives, for every stage of the table, a width choice and on
     s1:w1:k3e6,k5e3|s2:w0.75:k7e6,skip,k3e3|s3:w0.5:k5e6,k3e3,skip|s4:w1:k3e3,k7e3|s5:w1:k7e6,skip
 
 ``kKeE`` is an inverted-residual (MBConv) block with a ``K x K`` depthwise kernel and expansion
-``E``; ``skip`` drops the block (depth search; never the first block of a stage, which changes the
+``E`` (``kKeEsR`` in ``mobile-sa``: its depthwise conv a radix-``R`` split attention); ``skip``
+drops the block (depth search; never the first block of a stage, which changes the
 channels or the resolution); ``wR`` keeps ``floor(R * C)`` of the stage's ``C`` channels. A stage
-may list fewer blocks than the table allows (a supernet built with ``cells`` blocks per stage derives
-``cells`` of them); the missing blocks are absent, as trailing ``skip`` blocks would be.
+may list fewer blocks than the table allows; the missing blocks are absent, as ``skip`` blocks would be.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ class MobileSpaceError(CellError):
 SKIP = "skip"
 
 
-def block_name(kernel: int, expansion: int) -> str:
-    """``k5e6``: the name of an MBConv choice."""
-    return f"k{kernel}e{expansion}"
+def block_name(kernel: int, expansion: int, radix: int = 1) -> str:
+    """``k5e6``: the name of an MBConv choice; ``k5e6s2`` with a radix-2 split attention (``mobile-sa``)."""
+    return f"k{kernel}e{expansion}" + (f"s{radix}" if radix > 1 else "")
 
 
 def width_name(ratio: float) -> str:
@@ -88,11 +88,12 @@ class MobileSpec:
     expansions: tuple[int, ...] = (3, 6)
     widths: tuple[float, ...] = (0.5, 0.75, 1.0)
     base: int = 16
+    radixes: tuple[int, ...] = (1,)  # split-attention radixes; 1: the plain depthwise conv
 
     @property
     def mbconv_names(self) -> tuple[str, ...]:
-        """The MBConv choices, kernel-major: ``k3e3, k3e6, k5e3, ...``."""
-        return tuple(block_name(k, e) for k in self.kernels for e in self.expansions)
+        """The MBConv choices, kernel-major, then expansion, then radix: ``k3e3, k3e6, k5e3, ...``."""
+        return tuple(block_name(k, e, r) for k in self.kernels for e in self.expansions for r in self.radixes)
 
     @property
     def width_names(self) -> tuple[str, ...]:

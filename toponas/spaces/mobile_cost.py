@@ -16,6 +16,7 @@ import torch
 
 from .mobile_arch import SKIP, MobileArch, MobileSpaceError
 from .primitives import BN, Conv, OpSpec, chain_channels
+from .split_attention import SplitAttention
 
 
 def conv_side(size: int, kernel: int, stride: int) -> int:
@@ -30,6 +31,9 @@ def mbconv_macs(spec: OpSpec, c_in: int, size: int) -> tuple[int, int]:
         if isinstance(p, Conv):
             size = conv_side(size, p.kernel, p.stride)
             total += p.kernel ** 2 * (1 if p.depthwise else c) * p.out_channels(c) * size * size
+        elif isinstance(p, SplitAttention):
+            size = conv_side(size, p.kernel, p.stride)
+            total += p.macs(c, size)
     return total, size
 
 
@@ -39,6 +43,8 @@ def mbconv_params(spec: OpSpec, c_in: int, affine_bn: bool = True) -> int:
     for p, c in zip(spec.chain, chain_channels(spec.chain, c_in)):
         if isinstance(p, Conv):
             total += p.kernel ** 2 * (1 if p.depthwise else c) * p.out_channels(c)
+        elif isinstance(p, SplitAttention):
+            total += p.params(c)
         elif isinstance(p, BN) and affine_bn:
             total += 2 * c
     return total
@@ -54,7 +60,7 @@ class MobileCost:
 
     def __init__(self, space, channels: int = 16, image_size: int = 32, num_classes: int = 10,
                  in_channels: int = 3) -> None:
-        from .mbconv import block_candidates
+        from .mbconv import spec_candidates
         from .mobile import layout
 
         self.space = space
@@ -70,7 +76,7 @@ class MobileCost:
             table = torch.zeros(len(self.space.group_ops[slot.group]), len(ins), len(outs), dtype=torch.int64)
             out_size = conv_side(size, 3, slot.stride)
             for b, c_out in enumerate(outs):
-                specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, c_out, slot.stride, slot.residual)
+                specs = spec_candidates(spec, slot.c_in, c_out, slot.stride, slot.residual)
                 for i, cand in enumerate(specs):
                     for a, c_in in enumerate(ins):
                         table[i, a, b] = 0 if cand.is_zero else mbconv_macs(cand, c_in, size)[0]
@@ -105,7 +111,7 @@ def arch_flops(space, arch: MobileArch | str, channels: int = 16, image_size: in
 def arch_params(space, arch: MobileArch | str, channels: int = 16, num_classes: int = 10,
                 in_channels: int = 3) -> int:
     """Trainable parameters of the retraining network of ``arch`` (affine BN: 2 per channel)."""
-    from .mbconv import block_candidates
+    from .mbconv import spec_candidates
     from .mobile import arch_blocks, layout
 
     spec = space.spec
@@ -117,7 +123,7 @@ def arch_params(space, arch: MobileArch | str, channels: int = 16, num_classes: 
         if name == SKIP:
             continue
         c_out = stages[slot.stage].widths[arch.width_index(spec, slot.stage)]
-        specs = block_candidates(spec.kernels, spec.expansions, slot.c_in, c_out, slot.stride, slot.residual)
+        specs = spec_candidates(spec, slot.c_in, c_out, slot.stride, slot.residual)
         total += mbconv_params(next(c for c in specs if c.name == name), c_prev)
         c_prev = c_out
     return total + c_prev * head + 2 * head + head * num_classes + num_classes

@@ -192,6 +192,8 @@ def build_primitive(prim: Primitive, channels: int) -> nn.Module:
         return ZeroOp(prim.stride)
     if isinstance(prim, Reduce):
         return ReduceOp(channels, channels, prim.stride)
+    if callable(getattr(prim, "module", None)):  # a composite primitive declared elsewhere builds its own module
+        return prim.module(channels)
     raise TypeError(f"unknown primitive {prim!r}")
 
 
