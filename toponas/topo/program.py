@@ -293,6 +293,14 @@ def _pad_dim(weight: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return torch.cat([weight, weight.new_zeros(shape)], dim)
 
 
+def _weighted(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i K_i`` for kernels of one shape, as one stacked multiply and sum (fewer saved tensors)."""
+    if len(kernels) == 1:
+        return kernels[0] * w[0]
+    stacked = torch.stack(list(kernels))  # (n, ...)
+    return (stacked * w.view(-1, *([1] * (stacked.dim() - 1)))).sum(0)
+
+
 def _bn(x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
     """Batch-statistics bn, no affine parameters (``scale``: a per-channel factor folded into it)."""
     return F.batch_norm(x, None, None, scale, None, True, 0.0, eps)
@@ -316,11 +324,11 @@ def _run_block(block: Block, z: torch.Tensor, weights: torch.Tensor, edges: Sequ
     k, s = block.kernel, block.stride
     if block.merged:  # one block of the largest shape, each kernel sum_i w_i Khat_i (zero-padded: a mask)
         e_max = block.width
-        ek = sum(wi * _pad_dim(normalize_kernel(e), 0, e_max) for wi, e in zip(w, expand))
+        ek = _weighted([_pad_dim(normalize_kernel(e), 0, e_max) for e in expand], w)  # (E_max, C, 1, 1)
         h = F.relu(_bn(F.conv2d(z, ek), eps[0]))  # (B, E_max, H, W)
-        dk = sum(wi * _pad_dim(_pad_kernel(normalize_kernel(d), k), 0, e_max) for wi, d in zip(w, depth))
+        dk = _weighted([_pad_dim(_pad_kernel(normalize_kernel(d), k), 0, e_max) for d in depth], w)
         h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, e_max), eps[1]))  # (B, E_max, H', W')
-        pk = sum(wi * _pad_dim(normalize_kernel(p), 1, e_max) for wi, p in zip(w, project))
+        pk = _weighted([_pad_dim(normalize_kernel(p), 1, e_max) for p in project], w)  # (O, E_max, 1, 1)
         out = _bn(F.conv2d(h, pk), eps[2])  # (B, O, H', W')
         terms[block.slot].append((out, w.sum() if len(block.paths) > 1 else w[0]))
         return
