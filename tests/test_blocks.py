@@ -181,3 +181,12 @@ def test_bad_block_modules_are_refused(plain) -> None:
     broken.blocks[0].edges[0].ops[0][3] = nn.Conv2d(12, 12, 5, padding=2, groups=12, bias=False).to(DT)
     with pytest.raises(ValueError, match="do not match"):
         simplify(broken, "exact")
+
+
+@pytest.mark.parametrize("mode, words", [("exact", "stacked blocks"), ("full", "merged block")])
+def test_explain_shows_the_mobile_block(mode, words) -> None:
+    from toponas.spaces import create_space
+    from toponas.topo import explain
+
+    text = explain(create_space("mobile"), mode, channels=4, height=8, width=8, batch=2)
+    assert words in text and "One MixedBlock after" in text

@@ -4,11 +4,14 @@
   through ``w = softmax(alpha)``) equal the plain supernet's, train and eval mode, random everything.
 * ``full``: at one-hot weights (every candidate on all edges, and random one-hots per edge; in the
   DARTS space genotypes, ``none`` on the edges they do not use) the output equals the discrete
-  network built from the same weights with search BN; between vertices, outputs and gradients equal
+  network built from the same weights with search BN (the space's ``verify_vertices``,
+  ``load_vertex_weights`` and ``one_hot``: ``toponas.spaces.protocol``); between vertices, outputs and gradients equal
   an independent, literal implementation of the rules
   (``sum_{i not in G} w_i op_i(x) + W_G * bn(conv(relu(x), sum_{i in G} w_i Khat_i))`` per edge, and
   for rule 4 ``W_end * h + W_next * stage(relu(h))`` with ``h = bn(P_w (D_w * relu(x)))``, every
-  depthwise kernel as a dense kernel of the largest extent).
+  depthwise kernel as a dense kernel of the largest extent); for inverted-residual (MBConv) candidates
+  ``W_G * bn(P_w * relu(bn(D_w * relu(bn(E_w * x)))))`` with each kernel ``sum_i w_i Khat_i`` written
+  into a zero kernel of the largest expansion and kernel size (rule ``block_merge``).
 * both: a sampled step (``active`` candidates) equals the plain supernet's sampled step.
 
 Checks run in float64 by default, so an exact rewrite agrees to ~1e-12 and any wrong term shows.
