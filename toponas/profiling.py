@@ -75,7 +75,7 @@ def largest_cell(space) -> str:
 
 
 def profile(
-    space_name: str = "nb201",
+    space_name: str | object = "nb201",
     strategy_name: str = "darts-v1",
     modes: Sequence[str] = ("off", "exact", "full"),
     channels: int = 16,
@@ -92,7 +92,7 @@ def profile(
 ) -> list[ProfileRow]:
     """Median time per search step and memory figures of each mode (and the largest single net)."""
     device = torch.device(device)
-    space = create_space(space_name)
+    space = create_space(space_name) if isinstance(space_name, str) else space_name  # a name or a space object
     cells = cells or space.default_cells
     gen = torch.Generator().manual_seed(seed)
     shape = (batch_size, 3, image_size, image_size)
@@ -199,7 +199,7 @@ def rows_to_json(rows: Sequence[ProfileRow]) -> list[dict]:
 
 
 # -- the scaling study -------------------------------------------------------------------------------
-SCALING_SPACES = ("nb201", "nb201-wide3", "nb201-wide4", "nb201-wide6", "darts")
+SCALING_SPACES = ("nb201", "nb201-wide3", "nb201-wide4", "nb201-wide6", "darts", "mobile")
 SCALING_MODES = ("off", "full")
 SINGLE = "largest single network"
 
