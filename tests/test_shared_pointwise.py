@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import toponas.topo.program as topo_program
 from toponas.spaces.darts import DartsSearchCell, DartsSpace, darts_candidates
 from toponas.spaces.mixed import MixedEdge, Mixing
-from toponas.topo import SimplifiedDartsCell, explain, saved_activation_bytes, simplify, verify
+from toponas.topo import SimplifiedUnit, explain, saved_activation_bytes, simplify, verify
 from toponas.topo.kernels import embed_kernel
 from toponas.topo.plan import SepStage, partition_depthwise, plan_group
 from toponas.topo.verify import _literal_reference
@@ -133,7 +133,7 @@ def test_simplified_darts_cell_saves_activation_memory() -> None:
     torch.manual_seed(0)
     cell = DartsSearchCell(8, 8, 8, False, False).train()
     simple = quiet_simplify(copy.deepcopy(cell), "full")
-    assert isinstance(simple, SimplifiedDartsCell)
+    assert isinstance(simple, SimplifiedUnit) and isinstance(simple, DartsSearchCell)
     s0, s1 = torch.randn(4, 8, 16, 16), torch.randn(4, 8, 16, 16)
     alpha = torch.randn(14, 8, requires_grad=True)
     params = list(cell.parameters())

@@ -19,9 +19,8 @@ from toponas.spaces.primitives import BN, Conv, OpSpec, ReLU
 from toponas.topo import (
     MODES,
     RULES,
-    SimplifiedCell,
-    SimplifiedDartsCell,
     SimplifiedEdge,
+    SimplifiedUnit,
     explain,
     resolve_rules,
     saved_activation_bytes,
@@ -97,11 +96,11 @@ def inputs(seed: int, shape=(6, 5)):
 
 def test_resolve_rules() -> None:
     assert MODES == ("off", "exact", "full")
-    assert RULES == ("prefix", "fusion", "float_norm", "shared_pointwise")
+    assert RULES == ("prefix", "float_norm", "shared_pointwise", "block_merge", "fusion", "block_stack")
     assert resolve_rules("off") == frozenset()
-    assert resolve_rules("exact") == {"prefix", "fusion"}
+    assert resolve_rules("exact") == {"prefix", "fusion", "block_stack"}
     assert resolve_rules("full") == set(RULES)
-    assert resolve_rules("full", disable=["float_norm"]) == {"prefix", "fusion", "shared_pointwise"}
+    assert resolve_rules("full", disable=["float_norm"]) == set(RULES) - {"float_norm"}
     assert resolve_rules("full", rules=["float_norm"]) == {"float_norm"}
     assert resolve_rules("full", rules="prefix,fusion") == {"prefix", "fusion"}
 
@@ -110,7 +109,7 @@ def test_resolve_rules() -> None:
     "args, message",
     [
         (("fast",), "valid modes: off, exact, full"),
-        (("full", ["prefix", "bogus"]), "valid rules: prefix, fusion, float_norm"),
+        (("full", ["prefix", "bogus"]), "valid rules: prefix, float_norm, shared_pointwise"),
         (("full", None, ["nope"]), "valid rules"),
         (("exact", ["float_norm"]), "not exact"),
         (("off", ["prefix"]), "applies no rules"),
@@ -276,7 +275,7 @@ def test_simplify_shares_parameters_in_place(space) -> None:
     assert out is net
     assert [id(p) for p in net.parameters()] == [id(p) for p in params]
     assert list(net.state_dict()) == keys
-    cells = [m for m in net.modules() if isinstance(m, SimplifiedCell)]
+    cells = [m for m in net.modules() if isinstance(m, SimplifiedUnit)]
     assert len(cells) == 3 * N
     assert simplify(supernet(space), "off").cells[0].__class__.__name__ == "SearchCell"
     with pytest.raises(ValueError, match="already simplified"):
@@ -284,7 +283,7 @@ def test_simplify_shares_parameters_in_place(space) -> None:
 
 
 def test_simplify_without_mixed_edges_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no SearchCell or MixedEdge"):
+    with pytest.raises(ValueError, match="no search unit or MixedEdge"):
         simplify(nn.Sequential(nn.Linear(2, 2)), "exact")
 
 
@@ -338,7 +337,7 @@ def test_darts_space_runs_exact_cell_by_cell() -> None:
     with pytest.warns(UserWarning) as record:
         simple = simplify(copy.deepcopy(plain), "exact")
     assert {str(w.message).split("'")[1] for w in record} == {"skip_connect"}  # relu -> reduce -> bn, stride 2
-    assert sum(isinstance(m, SimplifiedDartsCell) for m in simple.modules()) == 3
+    assert sum(isinstance(m, SimplifiedUnit) for m in simple.modules()) == 3
     x = torch.randn(2, 3, 16, 16, dtype=DT)
     alphas = {g: torch.randn(*shape, dtype=DT, requires_grad=True) for g, shape in space.arch_shapes.items()}
 

@@ -1,4 +1,7 @@
-"""FLOPs of discrete NAS-Bench-201 networks, computed analytically from the candidate declarations.
+"""FLOPs of discrete networks, computed analytically from the candidate declarations.
+
+:func:`cost_table` and :func:`arch_flops` ask the space (the protocol's ``cost_table``/``arch_flops``,
+``toponas.spaces.protocol``); this module holds the shared counting helpers and the NAS-Bench-201 table.
 
 Convention (the one of NAS-Bench-201's and DARTS' "FLOPs" tables and of
 ``torch.utils.flop_counter.FlopCounterMode`` divided by two): multiply-accumulates of convolutions
@@ -15,13 +18,11 @@ and a sum (FP-NAS' cost-aware term); :func:`arch_flops` is the FLOPs of one arch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .spaces import Cell, NB201Space
-from .spaces.primitives import AvgPool, Conv, MaxPool, OpSpec, Zero
+from .spaces.primitives import AvgPool, Conv, MaxPool, OpSpec, Zero, chain_channels
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
@@ -35,12 +36,12 @@ def conv_macs(c_in: int, c_out: int, kernel: int, out_size: int, groups: int = 1
 
 
 def chain_macs(spec: OpSpec, channels: int, size: int) -> int:
-    """Multiply-accumulates of one candidate on a ``channels x size x size`` input (C_in == C_out)."""
+    """Multiply-accumulates of one candidate on a ``channels x size x size`` input (channels per ``Conv.out``)."""
     total = 0
-    for prim in spec.chain:
+    for prim, c_in in zip(spec.chain, chain_channels(spec.chain, channels)):
         if isinstance(prim, Conv):
             size = conv_out(size, prim.kernel, prim.stride, prim.padding, prim.dilation)
-            total += conv_macs(channels, channels, prim.kernel, size, channels if prim.depthwise else 1)
+            total += conv_macs(c_in, prim.out_channels(c_in), prim.kernel, size, c_in if prim.depthwise else 1)
         elif isinstance(prim, (AvgPool, MaxPool)):
             size = conv_out(size, prim.kernel, prim.stride, prim.kernel // 2)
         elif isinstance(prim, Zero) and prim.stride > 1:
@@ -70,13 +71,25 @@ def _stage_sizes(image_size: int) -> list[int]:
     return sizes
 
 
-def _check_space(space) -> None:
-    if not isinstance(space, NB201Space):
-        raise NotImplementedError(f"FLOPs are computed for NAS-Bench-201 style spaces only, not {type(space).__name__}")
+def cost_table(space, channels: int = 16, cells: int = 5, image_size: int = 32, num_classes: int = 10,
+               in_channels: int = 3):
+    """The space's FLOPs per candidate (its ``cost_table``: a callable on choices, see the protocol)."""
+    if not hasattr(space, "cost_table"):
+        raise NotImplementedError(f"FLOPs are computed for NAS-Bench-201 style spaces only (and spaces with "
+                                  f"their own cost table), not {type(space).__name__}")
+    return space.cost_table(channels, cells, image_size, num_classes, in_channels)
 
 
-def cost_table(space: NB201Space, channels: int = 16, cells: int = 5, image_size: int = 32,
-               num_classes: int = 10, in_channels: int = 3) -> CostTable:
+def arch_flops(space, arch, channels: int = 16, cells: int = 5, image_size: int = 32, num_classes: int = 10,
+               in_channels: int = 3) -> int:
+    """FLOPs (multiply-accumulates) of the discrete network of ``arch`` (the space's ``arch_flops``)."""
+    if not hasattr(space, "arch_flops"):
+        cost_table(space)  # the same clear error
+    return space.arch_flops(arch, channels, cells, image_size, num_classes, in_channels)
+
+
+def nb201_cost_table(space, channels: int = 16, cells: int = 5, image_size: int = 32,
+                     num_classes: int = 10, in_channels: int = 3) -> CostTable:
     """Per-edge-per-candidate FLOPs of the NAS-Bench-201 macro network (see the module docstring).
 
     Macro network (``toponas.spaces.nb201.MacroNet``): 3x3 stem ``in_channels -> C``; ``cells``
@@ -84,7 +97,6 @@ def cost_table(space: NB201Space, channels: int = 16, cells: int = 5, image_size
     ``cells`` cells at 2C; a reduction block 2C -> 4C; ``cells`` cells at 4C; pooling and a
     ``4C -> num_classes`` linear layer. Defaults: the NAS-Bench-201 CIFAR-10 network (C=16, N=5, 32x32).
     """
-    _check_space(space)
     sizes = _stage_sizes(image_size)
     widths = [channels, 2 * channels, 4 * channels]
     base = conv_macs(in_channels, channels, 3, image_size)  # stem
@@ -99,18 +111,3 @@ def cost_table(space: NB201Space, channels: int = 16, cells: int = 5, image_size
         dtype=torch.int64,
     )
     return CostTable(int(base), (cells * per_cell).repeat(space.num_edges, 1))
-
-
-def arch_flops(space: NB201Space, cell: Cell | str | Sequence[str], channels: int = 16, cells: int = 5,
-               image_size: int = 32, num_classes: int = 10, in_channels: int = 3) -> int:
-    """FLOPs (multiply-accumulates) of the discrete network of ``cell`` (a cell, its string or op names)."""
-    if isinstance(cell, str):
-        cell = space.parse(cell)
-    ops = cell.ops if isinstance(cell, Cell) else list(cell)
-    index = {name: i for i, name in enumerate(space.op_names)}
-    try:
-        choices = torch.tensor([index[op] for op in ops], dtype=torch.int64)
-    except KeyError as e:
-        raise ValueError(f"operation {e.args[0]!r} is not a candidate of {space.name}") from None
-    table = cost_table(space, channels, cells, image_size, num_classes, in_channels)
-    return int(table(choices))

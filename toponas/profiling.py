@@ -28,8 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import topo
 from .spaces import create_space
-from .spaces.nb201 import SEARCH_BN, NB201Space
-from .spaces.primitives import Conv
+from .spaces.primitives import SEARCH_BN, Conv
 from .strategies import create_strategy
 from .topo.measure import saved_activation_bytes
 
@@ -76,7 +75,7 @@ def largest_cell(space) -> str:
 
 
 def profile(
-    space_name: str = "nb201",
+    space_name: str | object = "nb201",
     strategy_name: str = "darts-v1",
     modes: Sequence[str] = ("off", "exact", "full"),
     channels: int = 16,
@@ -93,7 +92,7 @@ def profile(
 ) -> list[ProfileRow]:
     """Median time per search step and memory figures of each mode (and the largest single net)."""
     device = torch.device(device)
-    space = create_space(space_name)
+    space = create_space(space_name) if isinstance(space_name, str) else space_name  # a name or a space object
     cells = cells or space.default_cells
     gen = torch.Generator().manual_seed(seed)
     shape = (batch_size, 3, image_size, image_size)
@@ -200,7 +199,7 @@ def rows_to_json(rows: Sequence[ProfileRow]) -> list[dict]:
 
 
 # -- the scaling study -------------------------------------------------------------------------------
-SCALING_SPACES = ("nb201", "nb201-wide3", "nb201-wide4", "nb201-wide6", "darts")
+SCALING_SPACES = ("nb201", "nb201-wide3", "nb201-wide4", "nb201-wide6", "darts", "mobile")
 SCALING_MODES = ("off", "full")
 SINGLE = "largest single network"
 
@@ -215,9 +214,9 @@ def conv_candidates(space) -> int:
 
 
 def space_family(space) -> str:
-    """Spaces that share a cell and macro network compare along one line: ``"nb201"`` for every
-    NAS-Bench-201 cell space (registered or a user's), else the space's own name."""
-    return "nb201" if isinstance(space, NB201Space) else space.name
+    """Spaces that share a cell and macro network compare along one line: the space's ``family`` (the
+    space protocol; ``"nb201"`` for every NAS-Bench-201 cell space, registered or a user's), else its name."""
+    return getattr(space, "family", None) or space.name
 
 
 def scaling_study(

@@ -126,6 +126,34 @@ def draw_cell(ax, edges: Sequence[tuple[Any, Any, str]], nodes: Sequence[Any] | 
         ax.set_title(title, fontsize=9)
 
 
+def draw_stages(ax, stages: Sequence[Any], title: str = "") -> None:
+    """A macro architecture as a row of blocks: one box per block (kernel x expansion, or a dashed
+    ``skip``), grouped and labelled by stage with its width; box height grows with the expansion."""
+    from matplotlib.patches import FancyBboxPatch
+
+    x = 0.0
+    for stage in stages:
+        start = x
+        for name in stage.blocks:
+            dead = name == "skip"
+            height = 0.5 if dead else 0.6 + 0.05 * int(name.split("e")[-1])
+            ax.add_patch(FancyBboxPatch((x, -height / 2), 0.9, height, boxstyle="round,pad=0.02",
+                                        fc="white" if dead else "#cfe3f7", ec="#808080" if dead else "black",
+                                        ls="--" if dead else "-", lw=1.2))
+            ax.text(x + 0.45, 0.0, name, ha="center", va="center", fontsize=8,
+                    color="#808080" if dead else "black")
+            x += 1.0
+        ax.text((start + x - 0.1) / 2, -0.75, f"{stage.name} (w{stage.width:g})", ha="center", va="top",
+                fontsize=8)
+        ax.plot([start, x - 0.1], [-0.68, -0.68], color="black", lw=0.8)
+        x += 0.3
+    ax.set_xlim(-0.2, x)
+    ax.set_ylim(-1.1, 0.7)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
 def cell_figure(space: str, genotype: str, path: Path) -> str | None:
     """Draw the genotype of ``space`` to ``path``; None (and no file) when the space cannot parse it here."""
     from .spaces import SPACES, create_space
@@ -136,6 +164,10 @@ def cell_figure(space: str, genotype: str, path: Path) -> str | None:
         cell = create_space(space).parse(genotype)
     except ValueError:
         return None
+    if hasattr(cell, "stages"):  # a macro architecture (the mobile space): its blocks stage by stage
+        fig = _figure(max(6.0, 1.1 * sum(len(s.blocks) for s in cell.stages) + 1.0), 2.4)
+        draw_stages(fig.add_subplot(), cell.stages, title=genotype)
+        return _save(fig, path)
     edges = getattr(cell, "edges", None)
     if edges is None:  # a space whose genotype has no single edge list (drawn per cell type later)
         return None

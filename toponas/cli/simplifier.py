@@ -76,7 +76,7 @@ def verify(space: str, mode: str, seed: int, trials: int) -> None:
 @click.option("--json", "json_path", type=click.Path(), help="Write the figures as JSON here.")
 @click.option("--scaling", is_flag=True, help="The scaling study: off, full and the largest single network of each "
               "of --spaces, against the number of convolution candidates (JSON, Markdown table, PNG in --out).")
-@click.option("--spaces", default="nb201,nb201-wide3,nb201-wide4,nb201-wide6,darts", show_default=True,
+@click.option("--spaces", default="nb201,nb201-wide3,nb201-wide4,nb201-wide6,darts,mobile", show_default=True,
               help="--scaling: comma-separated spaces (registered names or .json declarations).")
 @click.option("--out", "out_dir", default="runs/scaling", show_default=True, type=click.Path(),
               help="--scaling: directory for scaling-<device>.json/.md/.png.")

@@ -24,7 +24,7 @@ from ..runtime import peak_memory, resolve_device, step_seed, write_json
 from ..runtime.loop import Diverged, RunLoop
 from ..runtime.provenance import provenance
 from ..runtime.signals import Interrupted
-from ..spaces import CellError, create_space
+from ..spaces import CellError, candidate_names, create_space
 from ..strategies import STRATEGIES, create_strategy
 from .result import SearchResult
 
@@ -305,7 +305,7 @@ class Search(RunLoop):
         peak, kind = peak_memory(self.device)
         edge_keys = self.space.edge_keys
         alphas = {
-            g: {edge_keys[g][e]: dict(zip(self.space.op_names, row))
+            g: {edge_keys[g][e]: dict(zip(candidate_names(self.space, g), row))
                 for e, row in enumerate(a.detach().cpu().tolist())}
             for g, a in self.strategy.alphas.items()
         }

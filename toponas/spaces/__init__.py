@@ -9,6 +9,8 @@ from .cell import Cell, CellError
 from .custom import SpaceFileError, space_from_dict, space_from_file
 from .darts import DartsSpace
 from .mixed import MixedEdge, Mixing
+from .mobile import MobileSpace
+from .mobile_arch import MobileSpec
 from .nb201 import CANDIDATES, NB201_OPS, WIDE_OPS, NB201Space
 from .primitives import OpSpec
 
@@ -17,6 +19,13 @@ SPACES.register("nb201")(lambda: NB201Space("nb201", NB201_OPS))
 for _name, _ops in WIDE_OPS.items():
     SPACES.register(_name)(lambda name=_name, ops=_ops: NB201Space(name, ops))
 SPACES.register("darts")(lambda: DartsSpace())
+SPACES.register("mobile")(lambda: MobileSpace("mobile"))
+SPACES.register("mobile-sa")(lambda: MobileSpace("mobile-sa", MobileSpec(radixes=(1, 2))))
+
+
+def candidate_names(space, group: str) -> tuple[str, ...]:
+    """The candidates of ``group`` in ``space`` (spaces whose groups differ declare ``group_ops``)."""
+    return tuple(getattr(space, "group_ops", {}).get(group, space.op_names))
 
 
 def create_space(name: str) -> NB201Space:
@@ -27,4 +36,4 @@ def create_space(name: str) -> NB201Space:
 
 
 __all__ = ["SPACES", "create_space", "space_from_dict", "space_from_file", "SpaceFileError", "Cell", "CellError",
-           "MixedEdge", "Mixing", "NB201Space", "CANDIDATES", "NB201_OPS", "OpSpec"]
+           "MixedEdge", "Mixing", "NB201Space", "MobileSpace", "candidate_names", "CANDIDATES", "NB201_OPS", "OpSpec"]

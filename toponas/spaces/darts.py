@@ -59,6 +59,7 @@ from .primitives import (
     build_chain,
     with_bn,
 )
+from .protocol import ExampleUnit, UnitCall
 
 #: The DARTS candidate names, in the reference order (``PRIMITIVES`` of ``cnn/genotypes.py``).
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -197,6 +198,14 @@ class DartsSearchCell(nn.Module):
                 k += 1
             states.append(total)
         return torch.cat([states[i] for i in self.concat], dim=1)  # (B, 4C, H', W')
+
+    def unit_call(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> UnitCall:
+        """The search-unit protocol: the two preprocessed inputs (nodes 0, 1) and the group's rows."""
+        active = None if mixing.active is None else mixing.active[self.group]
+        return UnitCall([self.preprocess0(s0), self.preprocess1(s1)], mixing.weights[self.group], active, mixing)
+
+    def unit_output(self, nodes: list[torch.Tensor], call: UnitCall) -> torch.Tensor:
+        return torch.cat([nodes[i] for i in self.concat], dim=1)  # (B, 4C, H', W')
 
     def extra_repr(self) -> str:
         return f"group={self.group!r}, channels={self.channels}, reduction_prev={self.reduction_prev}"
@@ -409,9 +418,11 @@ class DartsSpace:
     """
 
     name = "darts"
+    family = "darts"
     groups = ("normal", "reduce")
     steps = STEPS
     default_cells = 8  # layers (cells in total), reductions at 1/3 and 2/3
+    verify_cells = 3  # a normal cell and two reduction cells: every group and both preprocessings
 
     def __init__(self) -> None:
         self.specs: tuple[OpSpec, ...] = darts_candidates(1)
@@ -430,6 +441,11 @@ class DartsSpace:
     @property
     def arch_shapes(self) -> dict[str, tuple[int, int]]:
         return {g: (self.num_edges, len(self.specs)) for g in self.groups}
+
+    @property
+    def group_ops(self) -> dict[str, tuple[str, ...]]:
+        """Candidate names of each group (the same 8 in both)."""
+        return {g: self.op_names for g in self.groups}
 
     def build_supernet(self, channels: int = 16, cells: int = 8, num_classes: int = 10,
                        in_channels: int = 3) -> DartsSupernet:
@@ -513,6 +529,44 @@ class DartsSpace:
         search_form = bn is not None
         return DartsNetwork(genotype, channels, cells, num_classes, in_channels, auxiliary,
                             TRAIN_BN if bn is None else bn, search_form)
+
+    # -- the space protocol: what verify, explain and FLOPs need ---------------------------------------
+
+    def verify_vertices(self, trials: int, gen: torch.Generator) -> list[tuple[str, Genotype]]:
+        """Genotypes: every non-``none`` candidate on two random inputs per node, then ``trials`` random ones."""
+        n_ops = len(self.op_names)
+        out = []
+        for t, name in enumerate([o for o in self.op_names if o != "none"] + [None] * trials):
+            genes = {}
+            for g in self.groups:
+                gene = []
+                for node in range(2, self.steps + 2):
+                    inputs = torch.randperm(node, generator=gen)[:2].tolist()
+                    for j in inputs:
+                        op = name or self.op_names[int(torch.randint(1, n_ops, (1,), generator=gen))]
+                        gene.append((op, j))
+                genes[g] = gene
+            concat = list(range(2, self.steps + 2))
+            genotype = Genotype.of(genes["normal"], concat, genes["reduce"], concat)
+            out.append((f"all {name}" if name else f"random genotype #{t - n_ops + 1}", genotype))
+        return out
+
+    def load_vertex_weights(self, net: nn.Module, supernet: nn.Module, genotype: Genotype | str) -> None:
+        """:func:`copy_weights_from_supernet` (the genotype's operations, preprocessing, stem, classifier)."""
+        copy_weights_from_supernet(net, supernet, self.parse(genotype))
+
+    def example_unit(self, channels: int) -> ExampleUnit:
+        """A normal search cell with both inputs at ``channels`` (explain shows its plans)."""
+        cell = DartsSearchCell(channels, channels, channels, False, False, self.steps)
+        return ExampleUnit(cell, 2, {"normal": self.arch_shapes["normal"]})
+
+    def cost_table(self, *args, **kwargs):
+        """Not tabulated (FP-NAS' FLOPs term is refused with a clear error)."""
+        raise NotImplementedError("FLOPs are computed for NAS-Bench-201 style spaces only (and spaces with "
+                                  "their own cost table), not DartsSpace")
+
+    def arch_flops(self, *args, **kwargs) -> int:
+        return self.cost_table()
 
 
 __all__ = ["DARTS_OPS", "DartsSpace", "DartsSupernet", "DartsSearchCell", "DartsNetwork", "DartsCell",

@@ -7,10 +7,12 @@ matrix (edges x candidates) is shared by all cells: its group is called ``"cell"
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .cell import Cell, CellError, edge_names
 from .mixed import MixedEdge, Mixing
@@ -27,6 +29,7 @@ from .primitives import (
     build_chain,
     with_bn,
 )
+from .protocol import ExampleUnit, UnitCall
 
 
 def nor_conv(kernel: int, dilation: int = 1) -> tuple:
@@ -88,7 +91,7 @@ class SearchCell(nn.Module):
 
     ``edge_io[k] = (i, j)`` names the nodes of edge k, so a rewrite (``toponas.topo``) can group
     the edges that read the same node. Modules with ``takes_mixing = True`` are called as
-    ``module(x, mixing)`` by the supernet.
+    ``module(x, mixing)`` by the supernet. A :class:`~toponas.spaces.protocol.SearchUnit`.
     """
 
     takes_mixing = True
@@ -112,6 +115,14 @@ class SearchCell(nn.Module):
                 total = y if total is None else total + y
                 k += 1
             nodes.append(total)
+        return nodes[-1]
+
+    def unit_call(self, x: torch.Tensor, mixing: Mixing, group: str = "cell") -> UnitCall:
+        """The search-unit protocol: one input node, the group's rows (shared by every cell)."""
+        active = None if mixing.active is None else mixing.active[group]
+        return UnitCall([x], mixing.weights[group], active, mixing)
+
+    def unit_output(self, nodes: list[torch.Tensor], call: UnitCall) -> torch.Tensor:
         return nodes[-1]
 
 
@@ -193,6 +204,8 @@ class NB201Space:
     group = "cell"
     num_nodes = 4
     default_cells = 5  # cells per stage (N)
+    family = "nb201"  # every NB201-style space shares the cell and macro network
+    verify_cells = 1  # one architecture group: one cell per stage exercises it
 
     def __init__(self, name: str = "nb201", candidates: Sequence[str | OpSpec] = NB201_OPS) -> None:
         specs = []
@@ -222,6 +235,11 @@ class NB201Space:
     def arch_shapes(self) -> dict[str, tuple[int, int]]:
         """Shape of each architecture-parameter matrix, by group."""
         return {self.group: (self.num_edges, len(self.specs))}
+
+    @property
+    def group_ops(self) -> dict[str, tuple[str, ...]]:
+        """Candidate names of each group."""
+        return {self.group: self.op_names}
 
     def build_supernet(self, channels: int = 16, cells: int = 5, num_classes: int = 10,
                        in_channels: int = 3) -> Supernet:
@@ -265,6 +283,66 @@ class NB201Space:
         bn = TRAIN_BN if bn is None else bn
         return Network(lambda c: DiscreteCell(cell, specs, c, bn), channels, cells, num_classes,
                        in_channels)
+
+    # -- the space protocol: what verify, explain and FLOPs need ---------------------------------------
+
+    def _indices(self, cell: Cell | str) -> list[int]:
+        cell = self.parse(cell) if isinstance(cell, str) else self.validate(cell)
+        return [self.op_names.index(op) for op in cell.ops]
+
+    def one_hot(self, cell: Cell | str, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """Mixing weights of ``cell``: one one-hot row per edge (every cell shares them)."""
+        return {self.group: F.one_hot(torch.tensor(self._indices(cell)), len(self.op_names)).to(dtype)}
+
+    def verify_vertices(self, trials: int, gen: torch.Generator) -> list[tuple[str, Cell]]:
+        """Every candidate on every edge, then ``trials`` random picks per edge."""
+        out = [(f"all {name}", Cell.from_ops([name] * self.num_edges)) for name in self.op_names]
+        for t in range(trials):
+            pick = torch.randint(0, len(self.op_names), (self.num_edges,), generator=gen).tolist()
+            out.append((f"random one-hot #{t}", Cell.from_ops([self.op_names[i] for i in pick])))
+        return out
+
+    def load_vertex_weights(self, net: nn.Module, supernet: nn.Module, cell: Cell | str) -> None:
+        """Cell op ``k`` of ``net`` takes edge ``k``'s chosen candidate's tensors; the rest copy by key."""
+        pick = self._indices(cell)
+        net.load_state_dict(_discrete_state(supernet.state_dict(), net.state_dict(), pick))
+
+    def example_unit(self, channels: int) -> ExampleUnit:
+        """One search cell at ``channels`` (explain shows its plans)."""
+        return ExampleUnit(SearchCell(self.specs, channels, self.num_nodes), 1, self.arch_shapes)
+
+    def cost_table(self, channels: int = 16, cells: int = 5, image_size: int = 32, num_classes: int = 10,
+                   in_channels: int = 3):
+        """Per-edge-per-candidate FLOPs (``toponas.flops.nb201_cost_table``)."""
+        from ..flops import nb201_cost_table  # flops reads the declarations; it imports the spaces
+
+        return nb201_cost_table(self, channels, cells, image_size, num_classes, in_channels)
+
+    def arch_flops(self, cell, channels: int = 16, cells: int = 5, image_size: int = 32, num_classes: int = 10,
+                   in_channels: int = 3) -> int:
+        """FLOPs of the discrete network of ``cell`` (a cell, its string or a list of op names)."""
+        if isinstance(cell, str):
+            cell = self.parse(cell)
+        ops = cell.ops if isinstance(cell, Cell) else list(cell)
+        index = {name: i for i, name in enumerate(self.op_names)}
+        try:
+            choices = torch.tensor([index[op] for op in ops], dtype=torch.int64)
+        except KeyError as e:
+            raise ValueError(f"operation {e.args[0]!r} is not a candidate of {self.name}") from None
+        return int(self.cost_table(channels, cells, image_size, num_classes, in_channels)(choices))
+
+
+_CELL_OP = re.compile(r"^(cells\.\d+)\.ops\.(\d+)\.(.+)$")
+
+
+def _discrete_state(super_state: dict, net_state: dict, pick: Sequence[int]) -> dict:
+    """The discrete network's state taken from the supernet's: cell op ``k`` <- edge ``k``'s chosen op."""
+    out = {}
+    for key in net_state:
+        m = _CELL_OP.match(key)
+        src = f"{m[1]}.edges.{m[2]}.ops.{pick[int(m[2])]}.{m[3]}" if m else key
+        out[key] = super_state[src].clone()
+    return out
 
 
 __all__ = ["CANDIDATES", "NB201_OPS", "NB201Space", "Supernet", "Network", "SearchCell",

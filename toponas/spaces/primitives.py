@@ -24,12 +24,19 @@ class Conv:
 
     ``depthwise=True`` means one kernel per channel (``groups=C_in``, ``C_out == C_in``).
     Padding is always ``dilation * (kernel - 1) // 2`` so the spatial size is kept at stride 1.
+    ``out``: the number of output channels (``None``: as many as its input, the cell spaces' case);
+    a macro space's inverted-residual block declares its expand and project convs with it.
     """
 
     kernel: int
     dilation: int = 1
     depthwise: bool = False
     stride: int = 1
+    out: int | None = None
+
+    def out_channels(self, channels: int) -> int:
+        """Output channels of this conv on a ``channels``-channel input."""
+        return channels if self.out is None else self.out
 
     @property
     def extent(self) -> int:
@@ -154,14 +161,16 @@ class ReduceOp(nn.Module):
 
 
 def build_primitive(prim: Primitive, channels: int) -> nn.Module:
-    """The PyTorch module of one primitive acting on ``channels`` channels (C_in == C_out)."""
+    """The PyTorch module of one primitive acting on ``channels`` input channels (output: see ``Conv.out``)."""
     if isinstance(prim, ReLU):
         return nn.ReLU(inplace=False)
     if isinstance(prim, Conv):
         groups = channels if prim.depthwise else 1
+        if prim.depthwise and prim.out_channels(channels) != channels:
+            raise ValueError(f"a depthwise conv keeps its {channels} channels, not {prim.out}")
         return nn.Conv2d(
             channels,
-            channels,
+            prim.out_channels(channels),
             prim.kernel,
             stride=prim.stride,
             padding=prim.padding,
@@ -183,12 +192,23 @@ def build_primitive(prim: Primitive, channels: int) -> nn.Module:
         return ZeroOp(prim.stride)
     if isinstance(prim, Reduce):
         return ReduceOp(channels, channels, prim.stride)
+    if callable(getattr(prim, "module", None)):  # a composite primitive declared elsewhere builds its own module
+        return prim.module(channels)
     raise TypeError(f"unknown primitive {prim!r}")
+
+
+def chain_channels(chain: tuple[Primitive, ...], channels: int) -> list[int]:
+    """Input channels of every primitive of ``chain`` on a ``channels``-channel input, and the output's."""
+    out = [channels]
+    for p in chain:
+        out.append(p.out_channels(out[-1]) if isinstance(p, Conv) else out[-1])
+    return out
 
 
 def build_chain(spec: OpSpec, channels: int) -> nn.Sequential:
     """The plain module of a candidate: its primitives in sequence, one module each."""
-    return nn.Sequential(*(build_primitive(p, channels) for p in spec.chain))
+    sizes = chain_channels(spec.chain, channels)
+    return nn.Sequential(*(build_primitive(p, c) for p, c in zip(spec.chain, sizes)))
 
 
 def with_bn(spec: OpSpec, bn: BN) -> OpSpec:

@@ -91,6 +91,9 @@ class DrNAS(Strategy):
 
     def __init__(self, space, hyper: DrNASHyper | None = None) -> None:
         super().__init__(space, hyper)
+        if self.hyper.progressive and not getattr(space, "partial_channels", True):
+            raise ValueError(f"progressive DrNAS runs partial-channel edges (C_in == C_out), which the {space.name} "
+                             f"space does not have; leave progressive off")
         if self.hyper.progressive:
             for g, (edges, cands) in space.arch_shapes.items():
                 if self.hyper.keep > cands:

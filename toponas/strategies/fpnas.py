@@ -64,7 +64,9 @@ class FPNASHyper(ImportanceHyper):
     * ``flops_target`` in MFLOPs (millions of multiply-accumulates, the NAS-Bench-201 convention)
       of the network given by ``flops_channels/cells/image_size/classes`` (default: the
       NAS-Bench-201 CIFAR-10 network, C=16, N=5, 32x32, 10 classes; 7.8 to 220 MFLOPs); 0 disables
-      the cost term. ``flops_beta`` (1.0) and ``flops_eps`` (0.01) are our choices (unverified).
+      the cost term. A space with its own ``cost_table`` (``--space mobile``: 7.5 to 79.6 MFLOPs at
+      C=16, 32x32; its depth is its stage table, ``flops_cells`` unused) gives the FLOPs.
+      ``flops_beta`` (1.0) and ``flops_eps`` (0.01) are our choices (unverified).
     """
 
     sample_scale: float = 1.5
@@ -131,8 +133,11 @@ class FPNAS(PARSEC):
         self.joint_optimizer: torch.optim.Optimizer | None = None
         self.flops = None
         if h.flops_target > 0:
-            self.flops = cost_table(space, h.flops_channels, h.flops_cells, h.flops_image_size,
-                                    h.flops_classes)
+            if hasattr(space, "cost_table"):  # a space with its own FLOPs model (e.g. mobile: widths interact)
+                self.flops = space.cost_table(h.flops_channels, h.flops_cells, h.flops_image_size, h.flops_classes)
+            else:
+                self.flops = cost_table(space, h.flops_channels, h.flops_cells, h.flops_image_size,
+                                        h.flops_classes)
 
     # -- the switch ------------------------------------------------------------------------------
     @property
@@ -248,10 +253,17 @@ class FPNAS(PARSEC):
         if self.flops is None:
             return 0.0
         h = self.hyper
-        (g,) = draws.choices  # FLOPs are defined for single-group (NAS-Bench-201) spaces
-        mflops = self.flops(draws.choices[g]).double() / 1e6
+        mflops = self._flops(draws.choices).double() / 1e6
         c = (mflops / h.flops_target - 1).clamp_min(0) + h.flops_eps
-        return (h.flops_beta * c.log()).to(self.alphas[g])
+        return (h.flops_beta * c.log()).to(next(iter(self.alphas.values())))
+
+    def _flops(self, choices: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """FLOPs of architectures given as choices per group (the space protocol's ``CostModel``: the
+        group's ``(..., rows)`` for a single-group space, the mapping for a space of several groups)."""
+        if len(choices) == 1:
+            (only,) = choices.values()
+            return self.flops(only)
+        return self.flops(choices)
 
     def update_distribution(self, ctx: StepContext, draws: Draws, omega: torch.Tensor) -> None:
         """Score gradients for the factorized rows (Adam of the loop) and the joint logits (own Adam)."""
@@ -277,7 +289,10 @@ class FPNAS(PARSEC):
         out = {**super().epoch_summary(), "joint": self.is_joint}
         if self.flops is not None:
             cell = self.derive()
-            index = {op: i for i, op in enumerate(self.space.op_names)}
-            choices = torch.tensor([index[op] for op in cell.ops])
-            out["mflops"] = int(self.flops(choices)) / 1e6
+            if hasattr(self.space, "choices"):
+                choices = self.space.choices(cell)
+            else:
+                index = {op: i for i, op in enumerate(self.space.op_names)}
+                choices = {g: torch.tensor([index[op] for op in cell.ops]) for g in self.alphas}
+            out["mflops"] = int(self._flops(choices)) / 1e6
         return out

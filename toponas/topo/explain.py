@@ -1,4 +1,7 @@
-"""``explain``: one edge and one cell before and after simplification, with their measured cost."""
+"""``explain``: one edge and one search unit before and after simplification, with their measured cost.
+
+The unit is the space's ``example_unit`` (``toponas.spaces.protocol``): a cell, or a macro network's block.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spaces.darts import DartsSearchCell
 from ..spaces.mixed import Mixing
-from ..spaces.nb201 import SearchCell
 from ..spaces.primitives import AvgPool
 from .measure import conv_cost, saved_activations
-from .modules import SimplifiedCell, SimplifiedDartsCell
-from .plan import CALL_OVERHEAD_MACS, Dropped, SepStage, Tap, chain_name
+from .modules import SimplifiedUnit
+from .plan import CALL_OVERHEAD_MACS, Block, Dropped, SepStage, Tap, chain_name
 from .program import calls_of
-from .rules import RULE_INFO, RULES, resolve_rules
+from .rules import RULE_TABLE, RULES, resolve_rules
 from .simplify import simplify
 
 
 def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None, channels: int = 16,
             height: int = 32, width: int = 32, batch: int = 64, disable: Iterable[str] | str = ()) -> str:
-    """Human-readable plan of one edge and one cell of ``space`` and their cost at the given shape.
+    """Human-readable plan of one edge and one unit (the space's example unit) and their cost at the given shape.
 
     Cost is measured on one forward pass in float32 at ``(batch, channels, height, width)``:
     convolution calls and multiply-adds, and the tensors autograd keeps for backward (distinct
@@ -31,15 +32,12 @@ def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None,
     """
     chosen = resolve_rules(mode, rules, disable)
     torch.manual_seed(0)
-    specs = space.specs
     x = torch.randn(batch, channels, height, width)  # (B, C, H, W)
-    if hasattr(space, "one_hot"):  # DARTS: a normal cell, both inputs at C channels
-        cell: nn.Module = DartsSearchCell(channels, channels, channels, False, False)
-        group, num_nodes, inputs = "normal", cell.steps + 2, (x, torch.randn_like(x))
-    else:
-        num_nodes = getattr(space, "num_nodes", 4)
-        cell = SearchCell(specs, channels, num_nodes)
-        group, inputs = "cell", (x,)
+    example = space.example_unit(channels)
+    cell: nn.Module = example.unit
+    specs = cell.edges[0].specs
+    num_nodes = max(max(io) for io in cell.edge_io) + 1
+    inputs = (x, *(torch.randn_like(x) for _ in range(example.inputs - 1)))
     lines = [
         f"TopoNAS simplification of {getattr(space, 'name', type(space).__name__)}, mode {mode} "
         f"(rules: {', '.join(r for r in RULES if r in chosen) or 'none'})",
@@ -49,31 +47,36 @@ def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None,
     ]
     width_name = max(len(s.name) for s in specs)
     lines += [f"  {s.name:<{width_name}}  {chain_name(s.chain)}" for s in specs]
-    for info in RULE_INFO:
+    for info in RULE_TABLE:
         if info.name in chosen:
             lines.append(f"rule {info.name}: {info.summary}")
 
-    alpha = (0.5 * torch.randn(len(cell.edges), len(specs))).requires_grad_()
+    alphas = {g: (0.5 * torch.randn(*shape)).requires_grad_() for g, shape in example.arch_shapes.items()}
+
+    def mixing() -> Mixing:
+        return Mixing({g: F.softmax(a, -1) for g, a in alphas.items()})
+
+    edge_alpha = (0.5 * torch.randn(len(specs))).requires_grad_()  # the edge on its own
     edge_cost = cell_cost = None
     if mode != "off":
         simple_cell = simplify(copy.deepcopy(cell), mode, rules=rules, disable=disable)
-        assert isinstance(simple_cell, (SimplifiedCell, SimplifiedDartsCell))
+        assert isinstance(simple_cell, SimplifiedUnit)
         simple_edge = simplify(copy.deepcopy(cell.edges[0]), mode, rules=rules, disable=disable)
         lines += ["", "One edge after (a mixed edge on its own):"]
         lines += ["  " + s for s in simple_edge.plan.describe([cell.edge_keys[0]], "x")]
-        lines += ["", f"One cell after ({num_nodes} nodes, {len(cell.edges)} edges; one plan per node, "
-                      "over every edge reading it):"]
+        lines += ["", f"One {type(cell).__name__} after ({num_nodes} nodes, {len(cell.edges)} edges; one plan per "
+                      "source node, over every edge reading it):"]
         for j, ks, plan in simple_cell.groups:
             names = [simple_cell.edge_keys[k] for k in ks]
             lines.append(f"  node {j} -> edges {', '.join(names)}")
             lines += ["    " + s for s in plan.describe(names, f"x{j}")]
         edge_cost = (
-            _cost(lambda: cell.edges[0](x, F.softmax(alpha[0], -1))),
-            _cost(lambda: simple_edge(x, F.softmax(alpha[0], -1))),
+            _cost(lambda: cell.edges[0](x, F.softmax(edge_alpha, -1))),
+            _cost(lambda: simple_edge(x, F.softmax(edge_alpha, -1))),
         )
         cell_cost = (
-            _cost(lambda: cell(*inputs, Mixing({group: F.softmax(alpha, -1)}))),
-            _cost(lambda: simple_cell(*inputs, Mixing({group: F.softmax(alpha, -1)}))),
+            _cost(lambda: cell(*inputs, mixing())),
+            _cost(lambda: simple_cell(*inputs, mixing())),
         )
         lines += ["", "Decisions:"]
         lines += ["  " + d for d in _decisions(simple_cell)]
@@ -87,7 +90,7 @@ def explain(space, mode: str = "full", rules: Iterable[str] | str | None = None,
     return "\n".join(lines)
 
 
-def _decisions(cell: SimplifiedCell | SimplifiedDartsCell) -> list[str]:
+def _decisions(cell: SimplifiedUnit) -> list[str]:
     """The cost-based choices behind the plan, in words."""
     out = []
     plans = [plan for _, _, plan in cell.groups]
@@ -103,6 +106,16 @@ def _decisions(cell: SimplifiedCell | SimplifiedDartsCell) -> list[str]:
         out.append("kernel sizes: one convolution call per kernel size; padding the smaller kernels into one "
                    "call would cost more multiply-adds than the extra call (cost model: MACs per pixel + "
                    f"{CALL_OVERHEAD_MACS} per call; on CPU two calls measured faster, too)")
+    blocks = [it for plan in plans for it in plan.items if isinstance(it, Block) and len(it.paths) > 1]
+    for b in blocks:
+        if b.merged:
+            out.append(f"blocks: {len(b.paths)} candidates merged into one block of the largest shape (expansion "
+                       f"width {b.width}, depthwise {b.kernel}x{b.kernel}): smaller expansions are zero channels "
+                       "(a mask), smaller kernels zero-padded, so at a vertex it is the chosen block")
+        else:
+            out.append(f"blocks: {len(b.paths)} candidates stacked: {b.width} expanded channels in one expand conv "
+                       f"and one depthwise call ({b.kernel}x{b.kernel}, smaller kernels zero-padded: exact), project "
+                       f"as {len(set(b.widths))} grouped call(s)")
     taps = [it for plan in plans for it in plan.items if isinstance(it, Tap)]
     if taps:
         out.append("skip and pooling stay elementwise taps (one fused multiply-add each into the node); one "

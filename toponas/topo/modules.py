@@ -1,133 +1,127 @@
-"""The simplified modules: a cell and an edge that run plans, sharing the original parameters.
+"""The simplified modules: one generic unit and an edge that run plans, sharing the original parameters.
 
-:class:`SimplifiedCell` replaces a NAS-Bench-201 :class:`~toponas.spaces.nb201.SearchCell`: it keeps the
-cell's ``edges`` (the same modules, so the same ``nn.Parameter`` objects and state-dict keys) and runs
-one :class:`~toponas.topo.plan.GroupPlan` per node, over all edges that read that node.
-:class:`SimplifiedEdge` does the same for one :class:`~toponas.spaces.mixed.MixedEdge` of a cell the
-simplifier does not know. When the step's mixing lists ``active`` candidates (hard sampling), both run
-the base computation: only the active candidates, exactly as without the simplifier.
+:class:`SimplifiedUnit` replaces any :class:`~toponas.spaces.protocol.SearchUnit` (a NAS-Bench-201 or
+DARTS cell, a macro network's mixed block): it keeps the unit's attributes and modules (the same
+``nn.Parameter`` objects and state-dict keys) and runs one :class:`~toponas.topo.plan.GroupPlan` per
+source node, over all edges that read that node, in the unit's own DAG. :class:`SimplifiedEdge` does
+the same for one :class:`~toponas.spaces.mixed.MixedEdge` outside any unit. When the step's mixing lists
+``active`` candidates (hard sampling), both run the base computation: only the active candidates,
+exactly as without the simplifier.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from ..spaces.darts import DartsSearchCell
-from ..spaces.mixed import MixedEdge, Mixing
-from ..spaces.nb201 import SearchCell
+from ..spaces.mixed import MixedEdge
+from ..spaces.protocol import UnitCall
+from .autograd import Term, combine
+from .checks import check_modules
 from .plan import GroupPlan, plan_group
-from .program import Program, Term, check_modules, combine
+from .program import Program
 from .rules import RULES
 
 
-class _PlannedByNode:
-    """What the simplified cells share: one plan per node, over the edges reading it (in edge order)."""
+class SimplifiedUnit:
+    """A search unit run as one plan per source node (all edges reading it), in the unit's own DAG.
+
+    Made by :meth:`of`: an instance of a subclass of both this class and the unit's own class, holding
+    the unit's attributes and modules, so it is still that unit (``isinstance``, ``unit_call``,
+    ``unit_output``, ``extra_repr``), with the same parameters and forward signature. Cost per source
+    node: one shared prefix, one stacked convolution call per kernel size, one merged stage or block per
+    edge (full mode), ``none`` dropped (see ``toponas.topo.explain``).
+    """
 
     edges: nn.ModuleList
-    edge_io: list[tuple[int, int]]
-    edge_keys: list[str]
-    channels: int
+    edge_io: Sequence[tuple[int, int]]
+    edge_keys: Sequence[str]
     rules: frozenset[str]
     program: Program
+    sources: tuple[int, ...]
 
-    def _plan_nodes(self, nodes: int) -> Program:
-        """The program of the edges reading nodes ``0 .. nodes - 1``, checked against the modules."""
+    @classmethod
+    def of(cls, unit: nn.Module, rules: frozenset[str]) -> nn.Module:
+        """The simplified form of ``unit`` (which it leaves untouched): same modules, plans per source node."""
+        new = _simplified_class(type(unit)).__new__(_simplified_class(type(unit)))
+        state = dict(unit.__dict__)
+        for name in ("_modules", "_parameters", "_buffers"):
+            state[name] = type(state[name])(state[name])  # own dicts, the same modules and tensors
+        new.__dict__.update(state)
+        new.rules = frozenset(rules)
+        new.sources = tuple(sorted({src for _, src in new.edge_io}))
         groups = []
-        for j in range(nodes):
-            ks = tuple(k for k, (_, src) in enumerate(self.edge_io) if src == j)
-            plan = plan_group(tuple(self.edges[k].specs for k in ks), self.channels, self.rules)
-            check_modules(plan, ks, self._ops, f"cell edge(s) {[self.edge_keys[k] for k in ks]}")
+        for j in new.sources:
+            ks = tuple(k for k, (_, src) in enumerate(new.edge_io) if src == j)
+            channels = new.edges[ks[0]].channels
+            plan = plan_group(tuple(new.edges[k].specs for k in ks), channels, new.rules)
+            check_modules(plan, ks, new._ops, f"cell edge(s) {[new.edge_keys[k] for k in ks]}")
             groups.append((ks, plan))
-        return Program(groups)
+        new.program = Program(groups)
+        return new
 
     @property
     def groups(self) -> list[tuple[int, tuple[int, ...], GroupPlan]]:
         """``(source node, edge indices, plan)`` per group, for explain and inspection."""
-        return [(j, ks, plan) for j, (ks, plan) in enumerate(self.program.groups)]
+        return [(j, ks, plan) for j, (ks, plan) in zip(self.sources, self.program.groups)]
 
     def _ops(self, k: int, cand: int) -> nn.Sequential:
         return self.edges[k].ops[cand]
 
-
-class SimplifiedCell(_PlannedByNode, SearchCell):
-    """A NAS-Bench-201 search cell run as one plan per node (all edges reading that node).
-
-    Same constructor state, ``edges`` and forward signature as :class:`SearchCell`; the parameters are
-    the original edges' own. Cost: one stacked convolution call per node and kernel size, one shared
-    relu and pooling per node, ``none`` dropped (see ``toponas.topo.explain``).
-    """
-
-    def __init__(self, cell: SearchCell, rules: frozenset[str]) -> None:
-        nn.Module.__init__(self)
-        self.num_nodes = cell.num_nodes
-        self.channels = cell.channels
-        self.edge_keys = list(cell.edge_keys)
-        self.edge_io = list(cell.edge_io)
-        self.edges = cell.edges  # the same modules: parameters shared, state-dict keys unchanged
-        self.rules = frozenset(rules)
-        self.program = self._plan_nodes(self.num_nodes - 1)  # group j: the edges reading node j
-
-    def forward(self, x: torch.Tensor, mixing: Mixing, group: str = "cell") -> torch.Tensor:
-        if mixing.active is not None:
-            return super().forward(x, mixing, group)  # sampled step: only the active candidates run
-        weights = mixing.weights[group]  # (edges, K)
-        built = self.program.build(weights, self._ops)  # every kernel of the cell, this step
-        nodes = [x]  # (B, C, H, W) each
-        pending: list[list[Term]] = [[] for _ in range(self.num_nodes)]
-        for j, (ks, _) in enumerate(self.program.groups):
-            terms = self.program.run(j, nodes[j], weights, built, self._ops)
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        call: UnitCall = self.unit_call(*args, **kwargs)
+        if call.active is not None:
+            return self._plain(call)  # sampled step: only the active candidates run
+        weights = call.weights  # (edges, K)
+        built = self.program.build(weights, self._ops)  # every kernel of the unit, this step
+        nodes = list(call.inputs)
+        pending: dict[int, list[Term]] = {}
+        for g, (ks, _) in enumerate(self.program.groups):
+            self._complete(nodes, pending, self.sources[g] + 1)  # every edge into it comes from an earlier node
+            terms = self.program.run(g, nodes[self.sources[g]], weights, built, self._ops)
             for slot, k in enumerate(ks):
-                pending[self.edge_io[k][0]].extend(terms[slot])
-            nodes.append(combine(pending[j + 1], x))  # node j+1 has all its inputs now
-        return nodes[-1]
+                pending.setdefault(self.edge_io[k][0], []).extend(terms[slot])
+        self._complete(nodes, pending, max(dst for dst, _ in self.edge_io) + 1)
+        return self.unit_output(nodes, call)
+
+    @staticmethod
+    def _complete(nodes: list[torch.Tensor], pending: dict[int, list[Term]], count: int) -> None:
+        """Sum the terms of the nodes up to ``count`` (each has all its inputs by then)."""
+        while len(nodes) < count:
+            nodes.append(combine(pending.pop(len(nodes), []), nodes[-1]))
+
+    def _plain(self, call: UnitCall) -> torch.Tensor:
+        """The unit's plain computation (the protocol's reference): edges in order, summed per node."""
+        nodes = list(call.inputs)
+        for dst in range(len(nodes), max(d for d, _ in self.edge_io) + 1):
+            total = None
+            for k, (d, src) in enumerate(self.edge_io):
+                if d == dst:
+                    active = None if call.active is None else call.active[k]
+                    y = self.edges[k](nodes[src], call.weights[k], active)
+                    total = y if total is None else total + y
+            nodes.append(total)
+        return self.unit_output(nodes, call)
 
     def extra_repr(self) -> str:
-        return f"rules={sorted(self.rules, key=RULES.index)}"
+        base = super().extra_repr()  # type: ignore[misc]
+        rules = f"rules={sorted(self.rules, key=RULES.index)}"
+        return f"{base}, {rules}" if base else rules
 
 
-class SimplifiedDartsCell(_PlannedByNode, DartsSearchCell):
-    """A DARTS search cell run as one plan per node (all edges reading that node), like :class:`SimplifiedCell`.
-
-    Same attributes, ``edges`` (the original modules), preprocessing and ``forward(s0, s1, mixing)`` as
-    :class:`~toponas.spaces.darts.DartsSearchCell`. Per node: relu, pooling (with its search bn) and
-    skip computed once for every edge reading the node; per edge one shared separable stage (rule 4).
-    """
-
-    def __init__(self, cell: DartsSearchCell, rules: frozenset[str]) -> None:
-        nn.Module.__init__(self)
-        for name in ("reduction", "reduction_prev", "group", "channels", "steps", "concat", "edge_io",
-                     "edge_keys", "edge_strides"):
-            setattr(self, name, getattr(cell, name))
-        self.preprocess0, self.preprocess1 = cell.preprocess0, cell.preprocess1
-        self.edges = cell.edges  # the same modules: parameters shared, state-dict keys unchanged
-        self.rules = frozenset(rules)
-        self.program = self._plan_nodes(self.steps + 1)  # the last node has no outgoing edge
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
-        if mixing.active is not None:
-            return super().forward(s0, s1, mixing)  # sampled step: only the active candidates run
-        weights = mixing.weights[self.group]  # (14, K)
-        built = self.program.build(weights, self._ops)
-        states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
-        pending: dict[int, list[Term]] = {i: [] for i in range(2, self.steps + 2)}
-        for j, (ks, _) in enumerate(self.program.groups):
-            if j >= 2:  # every edge into node j comes from an earlier node: it is complete
-                states.append(combine(pending[j], states[-1]))
-            terms = self.program.run(j, states[j], weights, built, self._ops)
-            for slot, k in enumerate(ks):
-                pending[self.edge_io[k][0]].extend(terms[slot])
-        states.append(combine(pending[self.steps + 1], states[-1]))
-        return torch.cat([states[i] for i in self.concat], dim=1)  # (B, 4C, H', W')
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", rules={sorted(self.rules, key=RULES.index)}"
+@functools.cache
+def _simplified_class(base: type) -> type:
+    """``Simplified<Base>``: :class:`SimplifiedUnit` before the unit's own class (one class per unit type)."""
+    cls = type(f"Simplified{base.__name__}", (SimplifiedUnit, base), {"__module__": __name__})
+    globals().setdefault(cls.__name__, cls)  # findable by name (pickling a whole model in this process)
+    return cls
 
 
 class SimplifiedEdge(MixedEdge):
-    """One mixed edge run as a plan (for cells the simplifier does not know as a whole).
+    """One mixed edge run as a plan (for mixed edges outside any search unit).
 
     Same ``specs``, ``ops`` (the original modules) and forward signature as :class:`MixedEdge`.
     """

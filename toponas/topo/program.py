@@ -5,40 +5,25 @@ kernels of all items with the same structure, across all groups, are stacked alo
 dimension and normalized, padded and weighted in a handful of tensor operations, so that the
 per-group convolution calls receive ready kernels (contiguous slices, no copies). Then each group
 runs (:meth:`Program.run`): sources (shared relu, pooling), one convolution and one bn call per
-:class:`~toponas.topo.plan.ConvCall`, taps, and unplanned chains. A node's terms are summed by
-:func:`combine`.
+:class:`~toponas.topo.plan.ConvCall`, separable stages, inverted-residual blocks, taps, and unplanned
+chains. A node's terms are summed by :func:`toponas.topo.autograd.combine`; the module checks live in
+:mod:`toponas.topo.checks`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..spaces.primitives import BN, AvgPool, Conv, MaxPool, Primitive, ReLU
+from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
+from .autograd import Term
+from .checks import EdgeOps
+from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
 from .kernels import avg_pool_same, embed_kernel, normalize_kernel, unit_rms_kernel
-from .plan import (
-    SOURCE_BN_EPS,
-    Chain,
-    ConvBN,
-    ConvCall,
-    Dropped,
-    GroupPlan,
-    PlanError,
-    SepStage,
-    Source,
-    Stack,
-    Tap,
-    chain_name,
-)
-
-#: ``(tensor, weight)``: a contribution ``weight * tensor`` to an edge's output (``None``: already weighted).
-Term = tuple[torch.Tensor, torch.Tensor | None]
-#: ``ops(edge, cand)``: the original module chain of candidate ``cand`` on edge ``edge``.
-EdgeOps = Callable[[int, int], nn.Sequential]
+from .lower import SOURCE_BN_EPS
 
 
 def apply_prim(prim: Primitive, x: torch.Tensor) -> torch.Tensor:
@@ -208,6 +193,8 @@ class Program:
                 terms[p.slot].append((ops(edges[p.slot], p.cand)(x), weights[edges[p.slot], p.cand]))
             elif isinstance(item, SepStage):
                 _run_stage(item, source(item.source, stage_layout(x)), weights, edges, ops, terms)
+            elif isinstance(item, Block):
+                _run_block(item, source(item.source, stage_layout(x)), weights, edges, ops, terms)
             elif not isinstance(item, (Dropped, ConvBN, Stack)):
                 raise PlanError(f"unknown plan item {item!r}")
         for c, (src, call) in enumerate(calls_of(plan)):
@@ -290,161 +277,81 @@ def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: S
         _run_stage(nxt, t, weights, edges, ops, terms)
 
 
-class _WeightedSum(torch.autograd.Function):
-    """``sum(plain) + sum_k w_k * src_k`` accumulated in place; backward keeps only ``src_k`` and ``w_k``.
+def _pad_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """A ``(..., k, k)`` kernel centred in ``kernel x kernel`` (zeros around it: the same convolution)."""
+    off = (kernel - weight.shape[-1]) // 2
+    return weight if off == 0 else F.pad(weight, (off, off, off, off))
 
-    Cheaper than chained ``addcmul``: one new tensor in forward, and in backward one multiply per
-    source and one dot product per weight (instead of a multiply, a temporary and a reduction).
+
+def _pad_dim(weight: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """``weight`` zero-padded at the end of ``dim`` to ``size`` (extra channels that stay zero: a mask)."""
+    extra = size - weight.shape[dim]
+    if extra == 0:
+        return weight
+    shape = list(weight.shape)
+    shape[dim] = extra
+    return torch.cat([weight, weight.new_zeros(shape)], dim)
+
+
+def _weighted(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i K_i`` for kernels of one shape, as one stacked multiply and sum (fewer saved tensors)."""
+    if len(kernels) == 1:
+        return kernels[0] * w[0]
+    stacked = torch.stack(list(kernels))  # (n, ...)
+    return (stacked * w.view(-1, *([1] * (stacked.dim() - 1)))).sum(0)
+
+
+def _bn(x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Batch-statistics bn, no affine parameters (``scale``: a per-channel factor folded into it)."""
+    return F.batch_norm(x, None, None, scale, None, True, 0.0, eps)
+
+
+def _run_block(block: Block, z: torch.Tensor, weights: torch.Tensor, edges: Sequence[int], ops: EdgeOps,
+               terms: list[list[Term]]) -> None:
+    """An inverted-residual item on its source ``z`` (B, C, H, W): stacked (exact) or merged (one block).
+
+    Module indices after a member's expand conv at ``pos``: bn ``+1``, relu ``+2``, depthwise ``+3``, bn
+    ``+4``, relu ``+5``, project ``+6``, bn ``+7`` (:func:`toponas.topo.checks.check_modules` checked them).
     """
-
-    @staticmethod
-    def forward(ctx, n_plain: int, *args: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        plain = args[:n_plain]
-        n_w = (len(args) - n_plain) // 2
-        srcs, ws = args[n_plain:n_plain + n_w], args[n_plain + n_w:]
-        if len(plain) >= 2:
-            out = plain[0] + plain[1]
-            rest, k0 = plain[2:], 0
-        elif len(plain) == 1:
-            out = torch.addcmul(plain[0], srcs[0], ws[0]) if n_w else plain[0].clone()
-            rest, k0 = (), 1 if n_w else 0
-        else:
-            out = srcs[0] * ws[0]
-            rest, k0 = (), 1
-        for t in rest:
-            out.add_(t)
-        for s, w in zip(srcs[k0:], ws[k0:]):
-            out.addcmul_(s, w)
-        ctx.n_plain = n_plain
-        ctx.save_for_backward(*srcs, *ws)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        saved = ctx.saved_tensors
-        n_w = len(saved) // 2
-        srcs, ws = saved[:n_w], saved[n_w:]
-        need = ctx.needs_input_grad[1:]
-        n_plain = ctx.n_plain
-        g_plain = [grad if need[i] else None for i in range(n_plain)]
-        g_src = [grad * w if need[n_plain + k] else None for k, w in enumerate(ws)]
-        g_w = [_dot(grad, s) if need[n_plain + n_w + k] else None for k, s in enumerate(srcs)]
-        return (None, *g_plain, *g_src, *g_w)
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor | None:
-    """``t`` as a 1-d view in memory order (contiguous or channels-last), or None."""
-    if t.is_contiguous():
-        return t.view(-1)
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return t.permute(0, 2, 3, 1).reshape(-1)  # a view: NHWC order is memory order
-    return None
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``sum(a * b)`` in one pass when both share a dense layout."""
-    fa, fb = _flat(a), _flat(b)
-    if fa is not None and fb is not None and a.stride() == b.stride():
-        return torch.dot(fa, fb)
-    return (a * b).sum()
-
-
-def combine(terms: Sequence[Term], like: torch.Tensor) -> torch.Tensor:
-    """``sum weight * tensor`` over terms (weight ``None``: already weighted), as one node tensor."""
-    if not terms:
-        return torch.zeros_like(like)  # every candidate is 'none'
-    plain = [t for t, w in terms if w is None]
-    weighted = [(t, w) for t, w in terms if w is not None]
-    if len(plain) == 1 and not weighted:
-        return plain[0]
-    srcs = [t for t, _ in weighted]
-    ws = [w for _, w in weighted]
-    return _WeightedSum.apply(len(plain), *plain, *srcs, *ws)
-
-
-def _stages(plan: GroupPlan) -> list[SepStage]:
-    """Every separable stage of a plan, nested ones included."""
-    out: list[SepStage] = []
-    todo = [it for it in plan.items if isinstance(it, SepStage)]
-    while todo:
-        stage = todo.pop()
-        out.append(stage)
-        todo.extend(stage.next)
-    return out
-
-
-def _stage_ok(mods: nn.Sequential, spec: Conv, pos: int) -> bool:
-    """The modules at ``pos`` are the declared depthwise conv, a bias-free 1x1 conv and a search bn."""
-    dw, pw, bn = mods[pos], mods[pos + 1], mods[pos + 2]
-    return (isinstance(dw, nn.Conv2d) and dw.groups == dw.in_channels == dw.out_channels
-            and dw.kernel_size == (spec.kernel, spec.kernel) and dw.dilation == (spec.dilation, spec.dilation)
-            and dw.stride == (spec.stride, spec.stride) and dw.padding == (spec.padding, spec.padding)
-            and dw.bias is None
-            and isinstance(pw, nn.Conv2d) and pw.kernel_size == (1, 1) and pw.groups == 1 and pw.bias is None
-            and pw.stride == (1, 1) and pw.padding == (0, 0)
-            and isinstance(bn, nn.BatchNorm2d) and not bn.track_running_stats and not bn.affine)
-
-
-def _source_ok(mod: nn.Module, prim: Primitive) -> bool:
-    """A source primitive's module computes what the shared source computes."""
-    if isinstance(prim, BN):
-        return (isinstance(mod, nn.BatchNorm2d) and not mod.affine and not mod.track_running_stats
-                and mod.eps == SOURCE_BN_EPS)
-    if isinstance(prim, (AvgPool, MaxPool)):
-        pool = nn.AvgPool2d if isinstance(prim, AvgPool) else nn.MaxPool2d
-        pad = prim.kernel // 2
-        ok = (isinstance(mod, pool) and mod.kernel_size in (prim.kernel, (prim.kernel,) * 2)
-              and mod.stride in (prim.stride, (prim.stride,) * 2) and mod.padding in (pad, (pad, pad)))
-        if isinstance(prim, AvgPool):
-            ok = ok and not mod.count_include_pad and not mod.ceil_mode
-        elif ok:
-            ok = mod.dilation in (1, (1, 1)) and not mod.ceil_mode
-        return ok
-    return True
-
-
-def check_modules(plan: GroupPlan, edges: Sequence[int], ops: EdgeOps, where: str) -> None:
-    """Raise :class:`PlanError` if a planned path's modules do not match its declared primitives."""
-    for item in plan.items:  # the parameter-free part of every planned path (run as a shared source)
-        if isinstance(item, Tap):
-            prefixes = [(item.path, len(item.path.chain))]
-        elif isinstance(item, (ConvBN, SepStage)):
-            prefixes = list(zip(item.paths, item.positions))
-        elif isinstance(item, Stack):
-            prefixes = [(p, pos) for c in item.items for p, pos in zip(c.paths, c.positions)]
-        else:
-            prefixes = []
-        for path, end in prefixes:
-            mods = ops(edges[path.slot], path.cand)
-            for i, prim in enumerate(path.chain[:end]):
-                if not _source_ok(mods[i], prim):
-                    raise PlanError(f"{where}, candidate {path.name!r}: module {mods[i]!r} does not match the "
-                                    f"declared {chain_name(path.chain)}; cannot simplify")
-    for stage in _stages(plan):
-        for path, pos in zip(stage.paths, stage.positions):
-            mods = ops(edges[path.slot], path.cand)
-            if not _stage_ok(mods, path.chain[pos], pos):
-                raise PlanError(f"{where}, candidate {path.name!r}: modules {list(mods)[pos:pos + 3]!r} do not match "
-                                f"the declared {chain_name(path.chain)}; cannot simplify")
-    for item in plan.conv_items:
-        for path, pos in zip(item.paths, item.positions):
-            mods = ops(edges[path.slot], path.cand)
-            spec: Conv = path.chain[pos]
-            conv, bn = mods[pos], mods[pos + 1]
-            ok = (
-                isinstance(conv, nn.Conv2d)
-                and conv.kernel_size == (spec.kernel, spec.kernel)
-                and conv.dilation == (spec.dilation, spec.dilation)
-                and conv.stride == (1, 1)
-                and conv.groups == 1
-                and conv.bias is None
-                and conv.padding == (spec.padding, spec.padding)
-                and isinstance(bn, nn.BatchNorm2d)
-                and not bn.track_running_stats
-                and bn.affine == path.chain[pos + 1].affine
-            )
-            if not ok:
-                raise PlanError(
-                    f"{where}, candidate {path.name!r}: modules {conv!r}, {bn!r} do not match the declared "
-                    f"{chain_name(path.chain)}; cannot simplify"
-                )
+    row = edges[block.slot]
+    mods = [ops(row, p.cand) for p in block.paths]
+    at = [(m, pos) for m, pos in zip(mods, block.positions)]
+    expand = [m[pos].weight for m, pos in at]  # (E_i, C, 1, 1)
+    depth = [m[pos + 3].weight for m, pos in at]  # (E_i, 1, k_i, k_i)
+    project = [m[pos + 6].weight for m, pos in at]  # (O, E_i, 1, 1)
+    eps = [mods[0][block.positions[0] + d].eps for d in (1, 4, 7)]
+    w = weights[row, [p.cand for p in block.paths]]  # (members,)
+    k, s = block.kernel, block.stride
+    if block.merged:  # one block of the largest shape, each kernel sum_i w_i Khat_i (zero-padded: a mask)
+        e_max = block.width
+        ek = _weighted([_pad_dim(normalize_kernel(e), 0, e_max) for e in expand], w)  # (E_max, C, 1, 1)
+        h = F.relu(_bn(F.conv2d(z, ek), eps[0]))  # (B, E_max, H, W)
+        dk = _weighted([_pad_dim(_pad_kernel(normalize_kernel(d), k), 0, e_max) for d in depth], w)
+        h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, e_max), eps[1]))  # (B, E_max, H', W')
+        pk = _weighted([_pad_dim(normalize_kernel(p), 1, e_max) for p in project], w)  # (O, E_max, 1, 1)
+        out = _bn(F.conv2d(h, pk), eps[2])  # (B, O, H', W')
+        terms[block.slot].append((out, w.sum() if len(block.paths) > 1 else w[0]))
+        return
+    n = len(block.paths)
+    ek = expand[0] if n == 1 else torch.cat(expand)  # (sum E_i, C, 1, 1)
+    width = ek.shape[0]
+    h = F.relu(_bn(F.conv2d(z, ek), eps[0]))  # (B, sum E_i, H, W)
+    dk = depth[0] if n == 1 else torch.cat([_pad_kernel(d, k) for d in depth])  # (sum E_i, 1, k, k)
+    h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, width), eps[1]))  # (B, sum E_i, H', W')
+    if n == 1:
+        terms[block.slot].append((_bn(F.conv2d(h, project[0]), eps[2]), w[0]))
+        return
+    start = 0  # members of equal width are contiguous (the rule sorted them): one grouped call each
+    i = 0
+    while i < n:
+        j = i
+        while j < n and block.widths[j] == block.widths[i]:
+            j += 1
+        e = block.widths[i]
+        part = h[:, start:start + (j - i) * e]  # (B, (j - i) E, H', W')
+        y = F.conv2d(part, torch.cat(project[i:j]), None, 1, 0, 1, j - i)  # (B, (j - i) O, H', W')
+        y = _bn(y, eps[2], w[i:j].repeat_interleave(block.out))  # the weights as the bn's scale
+        for out in (y.split(block.out, dim=1) if j - i > 1 else (y,)):
+            terms[block.slot].append((out, None))
+        start += (j - i) * e
+        i = j

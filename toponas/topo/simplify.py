@@ -1,4 +1,8 @@
-"""``simplify``: rewrite a supernet in place, cell by cell (edge by edge where the cell is unknown)."""
+"""``simplify``: rewrite a supernet in place, search unit by search unit (edge by edge outside any unit).
+
+A search unit is any module of the :class:`~toponas.spaces.protocol.SearchUnit` protocol (a cell, a
+macro network's mixed block); the simplifier names no concrete space.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,11 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from ..spaces.darts import DartsSearchCell
 from ..spaces.mixed import MixedEdge
-from ..spaces.nb201 import SearchCell
-from .modules import SimplifiedCell, SimplifiedDartsCell, SimplifiedEdge
+from ..spaces.protocol import SearchUnit
+from .modules import SimplifiedEdge, SimplifiedUnit
 from .plan import Chain, GroupPlan
 from .rules import resolve_rules
-
-#: The cells the simplifier knows as a whole (one plan per node), and their simplified forms.
-CELLS: dict[type, type] = {SearchCell: SimplifiedCell, DartsSearchCell: SimplifiedDartsCell}
 
 
 def simplify(
@@ -24,7 +24,7 @@ def simplify(
     rules: Iterable[str] | str | None = None,
     disable: Iterable[str] | str = (),
 ) -> nn.Module:
-    """Replace every search cell (else every mixed edge) of ``model`` by a simplified module, in place.
+    """Replace every search unit (else every mixed edge) of ``model`` by a simplified module, in place.
 
     The new modules hold the original edges' modules, so parameters (the same ``nn.Parameter``
     objects), buffers and state-dict keys are unchanged, and so is the forward signature. ``mode``
@@ -37,11 +37,11 @@ def simplify(
     chosen = resolve_rules(mode, rules, disable)
     if mode == "off":
         return model
-    if any(isinstance(m, (SimplifiedCell, SimplifiedDartsCell, SimplifiedEdge)) for m in model.modules()):
+    if any(isinstance(m, (SimplifiedUnit, SimplifiedEdge)) for m in model.modules()):
         raise ValueError("model is already simplified; simplify a fresh copy of the plain supernet")
     unplanned: dict[tuple[str, str], str] = {}
-    if type(model) in CELLS:
-        new: nn.Module = CELLS[type(model)](model, chosen)
+    if isinstance(model, SearchUnit):
+        new: nn.Module = SimplifiedUnit.of(model, chosen)
         _note_unplanned(new, "cell", unplanned)
     elif type(model) is MixedEdge:
         new = SimplifiedEdge(model, chosen)
@@ -50,7 +50,7 @@ def simplify(
         new = model
         if _replace(model, chosen, "", unplanned) == 0:
             raise ValueError(
-                f"{type(model).__name__} has no SearchCell or MixedEdge to simplify (mode {mode!r})"
+                f"{type(model).__name__} has no search unit or MixedEdge to simplify (mode {mode!r})"
             )
     for (name, reason), where in unplanned.items():
         warnings.warn(
@@ -66,8 +66,8 @@ def _replace(parent: nn.Module, rules: frozenset[str], prefix: str, unplanned: d
     count = 0
     for name, child in list(parent.named_children()):
         where = f"{prefix}{name}"
-        if type(child) in CELLS:
-            new: nn.Module = CELLS[type(child)](child, rules)
+        if isinstance(child, SearchUnit):
+            new: nn.Module = SimplifiedUnit.of(child, rules)
         elif type(child) is MixedEdge:
             new = SimplifiedEdge(child, rules, where=where)
         else:

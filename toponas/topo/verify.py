@@ -4,11 +4,14 @@
   through ``w = softmax(alpha)``) equal the plain supernet's, train and eval mode, random everything.
 * ``full``: at one-hot weights (every candidate on all edges, and random one-hots per edge; in the
   DARTS space genotypes, ``none`` on the edges they do not use) the output equals the discrete
-  network built from the same weights with search BN; between vertices, outputs and gradients equal
+  network built from the same weights with search BN (the space's ``verify_vertices``,
+  ``load_vertex_weights`` and ``one_hot``: ``toponas.spaces.protocol``); between vertices, outputs and gradients equal
   an independent, literal implementation of the rules
   (``sum_{i not in G} w_i op_i(x) + W_G * bn(conv(relu(x), sum_{i in G} w_i Khat_i))`` per edge, and
   for rule 4 ``W_end * h + W_next * stage(relu(h))`` with ``h = bn(P_w (D_w * relu(x)))``, every
-  depthwise kernel as a dense kernel of the largest extent).
+  depthwise kernel as a dense kernel of the largest extent); for inverted-residual (MBConv) candidates
+  ``W_G * bn(P_w * relu(bn(D_w * relu(bn(E_w * x)))))`` with each kernel ``sum_i w_i Khat_i`` written
+  into a zero kernel of the largest expansion and kernel size (rule ``block_merge``).
 * both: a sampled step (``active`` candidates) equals the plain supernet's sampled step.
 
 Checks run in float64 by default, so an exact rewrite agrees to ~1e-12 and any wrong term shows.
@@ -23,21 +26,16 @@ Tolerances (relative to the largest magnitude of the reference quantity):
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spaces.cell import Cell
-from ..spaces.darts import copy_weights_from_supernet
-from ..spaces.genotype import Genotype
 from ..spaces.mixed import MixedEdge, Mixing
-from ..spaces.nb201 import SEARCH_BN
-from ..spaces.primitives import BN, AvgPool, Conv, Identity, MaxPool, ReLU
-from .rules import RULES, resolve_rules
+from ..spaces.primitives import BN, SEARCH_BN, AvgPool, Conv, Identity, MaxPool, ReLU
+from . import rules as _rules
+from .rules import EXACT_RULES, RULES, resolve_rules
 from .simplify import simplify
 
 VERTEX_RTOL = 1e-2
@@ -95,13 +93,14 @@ def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells
            dtype: torch.dtype = torch.float64) -> VerifyReport:
     """Check ``simplify(supernet, mode)`` numerically on random inputs, weights and architectures.
 
-    ``cells``: default 1, or 3 in a space with several architecture groups (DARTS: a normal cell
-    and two reduction cells, so every group and both preprocessings are exercised).
+    ``space`` follows the space protocol (``toponas.spaces.protocol.SearchSpace``): its vertices, one-hot
+    weights and weight copy come from it. ``cells``: default the space's ``verify_cells`` (DARTS: a normal
+    cell and two reduction cells, so every group and both preprocessings are exercised).
     """
     chosen = resolve_rules(mode, rules, disable)
     shapes = dict(space.arch_shapes)
     if cells is None:
-        cells = 1 if len(shapes) == 1 else 3
+        cells = space.verify_cells
     report = VerifyReport(getattr(space, "name", type(space).__name__), mode, chosen)
     if mode == "off":
         return report  # nothing is rewritten; an empty report is not ok on purpose
@@ -119,7 +118,7 @@ def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells
         return {g: rand(*shape).requires_grad_() for g, shape in shapes.items()}
 
     # 1. soft weights: plain (exact) or the rules' literal formula (full), outputs and every gradient
-    reference = plain if not (chosen - {"prefix", "fusion"}) else _literal_reference(plain, chosen)
+    reference = plain if not (chosen - EXACT_RULES) else _literal_reference(plain, chosen)
     what = "plain" if reference is plain else "rule formula"
     for t in range(trials):
         alpha = rand_alpha()
@@ -142,8 +141,8 @@ def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells
             report.checks.append(Check(f"sampled #{t} vs plain: {c.name}", c.diff, c.tol, c.where))
 
     # 3. full mode: every vertex kind equals the discrete network with search BN
-    if chosen - {"prefix", "fusion"}:
-        for name, vertex in _vertices(space, trials, gen):
+    if chosen - EXACT_RULES:
+        for name, vertex in space.verify_vertices(trials, gen):
             x = rand(batch, 3, size, size)
             for train in (True, False):
                 diff, scale = _vertex_diff(space, simple, vertex, channels, cells, x, train, dtype)
@@ -218,63 +217,18 @@ def _compare(reference: nn.Module, simple: nn.Module, x, probe, alpha, sampled, 
     return checks
 
 
-def _vertices(space, trials: int, gen: torch.Generator) -> list[tuple[str, object]]:
-    """Vertices to check: every candidate everywhere, then random ones (a pick per edge or a genotype)."""
-    n_ops = len(space.op_names)
-    if hasattr(space, "one_hot"):  # DARTS-like: a genotype, two inputs per node, 'none' elsewhere
-        out = []
-        for t, name in enumerate([o for o in space.op_names if o != "none"] + [None] * trials):
-            genes = {}
-            for g in space.groups:
-                gene = []
-                for node in range(2, space.steps + 2):
-                    inputs = torch.randperm(node, generator=gen)[:2].tolist()
-                    for j in inputs:
-                        op = name or space.op_names[int(torch.randint(1, n_ops, (1,), generator=gen))]
-                        gene.append((op, j))
-                genes[g] = gene
-            concat = list(range(2, space.steps + 2))
-            genotype = Genotype.of(genes["normal"], concat, genes["reduce"], concat)
-            out.append((f"all {name}" if name else f"random genotype #{t - n_ops + 1}", genotype))
-        return out
-    edges = next(iter(space.arch_shapes.values()))[0]
-    out = [(f"all {name}", [i] * edges) for i, name in enumerate(space.op_names)]
-    for t in range(trials):
-        out.append((f"random one-hot #{t}", torch.randint(0, n_ops, (edges,), generator=gen).tolist()))
-    return out
-
-
 def _vertex_diff(space, simple: nn.Module, vertex, channels: int, cells: int, x: torch.Tensor,
                  train: bool, dtype: torch.dtype) -> tuple[float, float]:
     """|simplified supernet at a vertex - discrete network with the same weights| and the output scale."""
-    if isinstance(vertex, Genotype):
-        net = space.build_network(vertex, channels, cells, num_classes=10, bn=SEARCH_BN).to(dtype)
-        copy_weights_from_supernet(net, simple)
-        mixing = Mixing(space.one_hot(vertex, dtype))
-    else:
-        cell = Cell.from_ops([space.op_names[i] for i in vertex])
-        net = space.build_network(cell, channels, cells, num_classes=10, bn=SEARCH_BN).to(dtype)
-        net.load_state_dict(_discrete_state(simple.state_dict(), net.state_dict(), vertex))
-        mixing = Mixing({space.group: F.one_hot(torch.tensor(vertex), len(space.op_names)).to(dtype)})
+    net = space.build_network(vertex, channels, cells, num_classes=10, bn=SEARCH_BN).to(dtype)
+    space.load_vertex_weights(net, simple, vertex)
+    mixing = Mixing(space.one_hot(vertex, dtype))
     simple.train(train)
     net.train(train)
     with torch.no_grad():
         ref = net(x)
         out = simple(x, mixing)
     return _rel(out, ref)
-
-
-_CELL_OP = re.compile(r"^(cells\.\d+)\.ops\.(\d+)\.(.+)$")
-
-
-def _discrete_state(super_state: dict, net_state: dict, pick: Sequence[int]) -> dict:
-    """The discrete network's state taken from the supernet's: cell op ``k`` <- edge ``k``'s chosen op."""
-    out = {}
-    for key in net_state:
-        m = _CELL_OP.match(key)
-        src = f"{m[1]}.edges.{m[2]}.ops.{pick[int(m[2])]}.{m[3]}" if m else key
-        out[key] = super_state[src].clone()
-    return out
 
 
 def _literal_reference(plain: nn.Module, rules: frozenset[str]) -> nn.Module:
@@ -287,7 +241,7 @@ def _literal_reference(plain: nn.Module, rules: frozenset[str]) -> nn.Module:
     """
     ref = copy.deepcopy(plain)
     for m in ref.modules():
-        if type(m) is MixedEdge and rules & {"float_norm", "shared_pointwise"}:
+        if type(m) is MixedEdge and rules - EXACT_RULES:
             m.forward = _literal_forward.__get__(m)  # type: ignore[method-assign]
             m.literal_rules = rules
     return ref
@@ -309,18 +263,22 @@ def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, ac
         return MixedEdge.forward(edge, x, weights, active)
     groups: dict[tuple, list[int]] = {}
     separable: dict[tuple, list[int]] = {}
+    blocks: dict[tuple, list[int]] = {}
     for i, spec in enumerate(edge.specs):
         k = _prefix_len(spec.chain)
         rest = spec.chain[k:]
         prefix = tuple(p for p in spec.chain[:k] if not isinstance(p, Identity))
         if (len(rest) == 2 and isinstance(rest[0], Conv) and isinstance(rest[1], BN) and not rest[0].depthwise
                 and rest[0].stride == 1 and not rest[1].affine and not rest[1].track_running_stats
-                and "float_norm" in edge.literal_rules):
+                and _rules.FLOAT_NORM in edge.literal_rules):
             groups.setdefault(prefix, []).append(i)
-        if _stage_starts(spec.chain, k) and "shared_pointwise" in edge.literal_rules:
+        if _stage_starts(spec.chain, k) and _rules.SHARED_POINTWISE in edge.literal_rules:
             separable.setdefault((prefix, rest[0].stride), []).append(i)
+        if _block_body(rest) and _rules.BLOCK_MERGE in edge.literal_rules:
+            blocks.setdefault((prefix, rest[3].stride, rest[6].out), []).append(i)
     floated = {i for members in groups.values() if len(members) >= 2 for i in members}
     floated |= {i for members in separable.values() if len(members) >= 2 for i in members}
+    floated |= {i for members in blocks.values() if len(members) >= 2 for i in members}
     out: torch.Tensor | int = 0
     for i, op in enumerate(edge.ops):
         if i not in floated:
@@ -344,7 +302,60 @@ def _literal_forward(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, ac
             continue
         k = _prefix_len(edge.specs[members[0]].chain)
         out = out + _literal_stages(edge, [(i, k) for i in members], edge.ops[members[0]][:k](x), weights)
+    for members in blocks.values():
+        if len(members) >= 2:
+            k = _prefix_len(edge.specs[members[0]].chain)
+            out = out + _literal_block(edge, members, k, edge.ops[members[0]][:k](x), weights)
     return out
+
+
+def _block_body(rest) -> bool:
+    """``rest`` is an MBConv body with search bn: 1x1 conv (out), bn, relu, depthwise, bn, relu, 1x1 conv (out), bn."""
+    if len(rest) != 8:
+        return False
+    kinds = (Conv, BN, ReLU, Conv, BN, ReLU, Conv, BN)
+    if not all(isinstance(p, t) for p, t in zip(rest, kinds)):
+        return False
+    e, d, p = rest[0], rest[3], rest[6]
+    return (e.kernel == 1 and not e.depthwise and d.depthwise and p.kernel == 1 and not p.depthwise
+            and e.out is not None and p.out is not None
+            and all(not b.affine and not b.track_running_stats for b in (rest[1], rest[4], rest[7])))
+
+
+def _literal_block(edge: MixedEdge, members: list[int], k: int, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The merged-block formula literally: ``W_G * bn(P_w * relu(bn(D_w * relu(bn(E_w * z)))))``.
+
+    ``E_w = sum_i w_i Ehat_i`` with every expand kernel's rows divided by their L2 norm and written into a
+    zero kernel of the largest expansion (the extra output channels stay zero); ``D_w`` likewise per
+    channel, each depthwise kernel written into the centre of a zero kernel of the largest size; ``P_w``
+    with each project kernel's rows normalized and written into the first ``E_i`` input channels.
+    """
+    mods = [edge.ops[i] for i in members]
+    e_max = max(m[k].weight.shape[0] for m in mods)
+    size = max(m[k + 3].weight.shape[-1] for m in mods)
+    out_ch = mods[0][k + 6].weight.shape[0]
+    ew = z.new_zeros(e_max, z.shape[1], 1, 1)
+    dw = z.new_zeros(e_max, 1, size, size)
+    pw = z.new_zeros(out_ch, e_max, 1, 1)
+    for i, m in zip(members, mods):
+        e, d, p = m[k].weight, m[k + 3].weight, m[k + 6].weight
+        n_e, kd = e.shape[0], d.shape[-1]
+        off = (size - kd) // 2
+        rows = lambda t: torch.sqrt((t * t).sum(dim=(1, 2, 3), keepdim=True))  # noqa: E731
+        ew = ew + weights[i] * torch.cat([e / rows(e), e.new_zeros(e_max - n_e, *e.shape[1:])])
+        dense = d.new_zeros(e_max, 1, size, size)
+        dense[:n_e, :, off:off + kd, off:off + kd] = d / rows(d)
+        dw = dw + weights[i] * dense
+        wide = p.new_zeros(out_ch, e_max, 1, 1)
+        wide[:, :n_e] = p / rows(p)
+        pw = pw + weights[i] * wide
+    stride = mods[0][k + 3].stride[0]
+    bns = [mods[0][k + j] for j in (1, 4, 7)]
+    h = F.relu(F.batch_norm(F.conv2d(z, ew), None, None, training=True, eps=bns[0].eps))
+    h = F.relu(F.batch_norm(F.conv2d(h, dw, stride=stride, padding=size // 2, groups=e_max), None, None,
+                            training=True, eps=bns[1].eps))
+    h = F.batch_norm(F.conv2d(h, pw), None, None, training=True, eps=bns[2].eps)
+    return sum(weights[i] for i in members) * h
 
 
 def _stage_starts(chain, i: int) -> bool:

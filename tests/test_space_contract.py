@@ -1,0 +1,103 @@
+"""The space contract: every registered space (``SPACES.names()``) builds, searches, derives and verifies.
+
+Adding a space to the registry adds its tests here by itself: the supernet, one step of every strategy
+under every ``--topo`` mode, the derived architecture's string round trip and discrete network, and
+``verify`` in the exact and full modes, all on tiny shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+from toponas import topo
+from toponas.spaces import SPACES, create_space
+from toponas.spaces.protocol import SearchUnit, search_units
+from toponas.strategies import STRATEGIES, create_strategy
+
+CHANNELS, SIZE, BATCH = 4, 8, 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def plain_supernets():
+    """One plain supernet per space, built once (every test takes a deep copy)."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            space = create_space(name)
+            torch.manual_seed(0)
+            cache[name] = (space, space.build_supernet(CHANNELS, space.verify_cells, 5))
+        return cache[name]
+
+    return get
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(BATCH, 3, SIZE, SIZE, generator=g), torch.randint(0, 5, (BATCH,), generator=g),
+            torch.randn(BATCH, 3, SIZE, SIZE, generator=g), torch.randint(0, 5, (BATCH,), generator=g))
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_space_follows_the_protocol(name, plain_supernets) -> None:
+    space, plain = plain_supernets(name)
+    units = search_units(plain)
+    assert units and all(isinstance(u, SearchUnit) for _, u in units)
+    assert set(space.arch_shapes) == set(space.edge_keys) == set(space.group_ops)
+    for g, (rows, k) in space.arch_shapes.items():
+        assert len(space.edge_keys[g]) == rows and len(space.group_ops[g]) == k
+    arch = space.largest_genotype()
+    assert space.parse(str(arch)) == arch
+    weights = space.one_hot(arch)
+    assert {g: tuple(w.shape) for g, w in weights.items()} == space.arch_shapes
+    assert space.example_unit(CHANNELS).unit.edges[0].specs
+    assert space.verify_vertices(1, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("mode", topo.MODES)
+@pytest.mark.parametrize("strategy_name", STRATEGIES.names())
+@pytest.mark.parametrize("name", SPACES.names())
+def test_every_strategy_steps_under_every_mode(name, strategy_name, mode, plain_supernets) -> None:
+    space, plain = plain_supernets(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # candidates the planner leaves to their modules (DARTS' reduce skip)
+        model = topo.simplify(copy.deepcopy(plain), mode).train()
+    if mode != "off":
+        assert all(isinstance(u, topo.SimplifiedUnit) for _, u in search_units(model))
+    torch.manual_seed(0)
+    strategy = create_strategy(strategy_name, space)
+    ctx = strategy.make_context(model)
+    strategy.new_epoch(0, strategy.hyper.epochs)
+    a0 = {g: a.detach().clone() for g, a in strategy.alphas.items()}
+    stats = strategy.step(ctx, *batch())
+    assert torch.isfinite(stats.w_loss) and torch.isfinite(stats.a_loss)
+    assert any(not torch.equal(strategy.alphas[g].detach(), a0[g]) for g in a0)
+    arch = strategy.derive()
+    assert space.parse(str(arch)) == arch
+    net = space.build_network(arch, CHANNELS, space.verify_cells, 5)
+    assert net(batch()[0]).shape == (BATCH, 5)
+
+
+@pytest.mark.parametrize("mode", ["exact", "full"])
+@pytest.mark.parametrize("name", SPACES.names())
+def test_verify_passes(name, mode) -> None:
+    space = create_space(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # 16x16: at 8x8 a mobile net's last stages are 1x1 maps, and bn statistics over 3 values let bn's
+        # eps (which the merged block's normalized kernels see at another scale) show at the vertices
+        report = topo.verify(space, mode, channels=CHANNELS, size=16, batch=3, trials=1)
+    assert report.ok, str(report)
