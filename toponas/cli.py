@@ -346,6 +346,9 @@ def _register_extra_commands() -> None:
 
     for command in (train, export, report):
         main.add_command(command)
+    from .cli_rank import rank  # toponas rank (its own module)
+
+    main.add_command(rank)
 
 
 _register_extra_commands()
