@@ -260,24 +260,33 @@ class BNNAS(OneShot):
     space has none without BN); ``none`` scores 0. Trained: every BN's affine parameters and the
     classifier (a frozen random classifier barely learns; our choice). A candidate's score is the mean
     ``|gamma|`` of its last BN, averaged over the cells; an architecture's the sum over its edges.
-    Needs ``--topo off``: a rewritten supernet would not run the appended BNs (the first step checks).
+    The candidates' declarations are updated to match, so the simplifier sees the affine BNs (it runs
+    a chain it has no planner for, e.g. ``avg_pool -> bn``, as its original modules); the first step
+    checks that the BNs were trained.
     """
 
     name = "bn-nas"
 
     def prepare_supernet(self, model: nn.Module, epoch: int) -> nn.Module:
         from ..spaces.mixed import MixedEdge
-        from ..spaces.primitives import ZeroOp
+        from ..spaces.primitives import BN, OpSpec, ZeroOp
 
+        scoring_bn = BN(affine=True, track_running_stats=False)
         for edge in [m for m in model.modules() if isinstance(m, MixedEdge)]:
+            specs = list(edge.specs)
             for c, op in enumerate(edge.ops):
                 if isinstance(op, nn.Sequential) and len(op) and isinstance(op[-1], ZeroOp):
                     continue
                 bn = nn.BatchNorm2d(edge.channels, affine=True, track_running_stats=False)
-                if isinstance(op, nn.Sequential) and len(op) and isinstance(op[-1], nn.BatchNorm2d):
+                chain = specs[c].chain
+                if isinstance(op[-1], nn.BatchNorm2d):
                     op[-1] = bn
+                    chain = chain[:-1] + (scoring_bn,)
                 else:
-                    edge.ops[c] = nn.Sequential(*op, bn) if isinstance(op, nn.Sequential) else nn.Sequential(op, bn)
+                    edge.ops[c] = nn.Sequential(*op, bn)
+                    chain = chain + (scoring_bn,)
+                specs[c] = OpSpec(specs[c].name, chain)  # declared as it now is (the simplifier reads it)
+            edge.specs = tuple(specs)
         for name, p in model.named_parameters():
             owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
             p.requires_grad_(isinstance(owner, nn.modules.batchnorm._BatchNorm) or name.startswith("classifier."))
@@ -294,8 +303,8 @@ class BNNAS(OneShot):
         if not self._checked:
             trained = [bn.weight.grad for bns in self._bns.values() for bn in bns if bn is not None]
             if not trained or all(g is None for g in trained):
-                raise ConfigError("bn-nas trains the candidates' BN parameters, which a simplified supernet "
-                                  "does not run; use --topo off")
+                raise ConfigError("bn-nas trains the candidates' BN parameters, which this supernet does not "
+                                  "run; use --topo off")
             self._checked = True
 
     def candidate_scores(self) -> torch.Tensor:
