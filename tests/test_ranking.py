@@ -160,6 +160,14 @@ def test_rank_all_resumes_keeping_scores(small, tmp_path):
     assert {k: v for k, v in fresh.items() if k != first} == {k: v for k, v in data["scores"].items() if k != first}
 
 
+def test_rank_in_two_processes_gives_the_same_scores(small, tmp_path):
+    space, table = small
+    settings = RankSettings(indicator="params", space="small", cells=40, channels=2, layers=1)
+    one = rank(settings, tmp_path / "one.json", benchmark=str(table), progress=False)
+    two = rank(settings, tmp_path / "two.json", benchmark=str(table), progress=False, jobs=2)
+    assert one.cells == two.cells and len({c["score"] for c in one.cells}) > 1
+
+
 def test_rank_flops_is_perfect_on_a_table_that_counts_convolutions(small, tmp_path):
     space, table = small
     res = rank(RankSettings(indicator="flops", space="small", cells=20, channels=2, layers=1),

@@ -43,13 +43,15 @@ def _cells(value: str) -> int | None:
 @click.option("--supernet", type=click.Path(), help="supernet / bn-gamma: a spos, pi-nas or bn-nas run directory.")
 @click.option("--nasi-mu", default=1.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--nasi-nu", default=0.0, show_default=True, type=click.FloatRange(min=0), help="0: no cap.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes scoring chunks of cells (flops, params and the zero-cost indicators).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=0),
               help="Torch threads (0: torch's default; 1 is fastest on a shared CPU).")
 @click.option("--cache-dir", type=click.Path(), help="Where decoded datasets are cached.")
 @click.option("--no-progress", is_flag=True)
 def rank(space: str, indicator: str, cells_text: str, seed: int, dataset: str, data: str | None,
          benchmark: str | None, json_out: str, channels: int, layers: int, batch_size: int,
-         image_size: int | None, supernet: str | None, nasi_mu: float, nasi_nu: float, threads: int,
+         image_size: int | None, supernet: str | None, nasi_mu: float, nasi_nu: float, jobs: int, threads: int,
          cache_dir: str | None, no_progress: bool) -> None:
     """Score N cells (or all) with an indicator; Kendall tau and Spearman rho against the benchmark, top-5."""
     from .benchmark import BenchmarkError
@@ -67,7 +69,8 @@ def rank(space: str, indicator: str, cells_text: str, seed: int, dataset: str, d
                                 image_size=image_size, supernet=supernet, threads=threads, nasi_mu=nasi_mu,
                                 nasi_nu=nasi_nu)
         result = run_rank(settings, json_out, data=data, benchmark=benchmark, cache_dir=cache_dir,
-                          progress=not no_progress, log=lambda m: click.echo(m, err=True))
+                          progress=not no_progress, log=lambda m: click.echo(m, err=True),
+                          jobs=1 if supernet else jobs)
     except KeyboardInterrupt:
         click.echo(f"error: interrupted; scores so far are kept in {json_out}.partial, run again to continue",
                    err=True)
