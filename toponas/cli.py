@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from .benchmark import BenchmarkError, BenchmarkTable
+from .cli_query import SEARCH_STRATEGIES, query_dispatch
 from .config import ConfigError, SearchConfig
 from .data import DATASETS, DataError
 from .registry import UnknownNameError
@@ -65,8 +66,9 @@ CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size"
 
 
 @main.command()
+@query_dispatch
 @click.option("--space", default="nb201", show_default=True, help=SPACE_HELP)
-@click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(STRATEGIES.names()))
+@click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(SEARCH_STRATEGIES))
 @click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS))
 @click.option("--data", type=click.Path(), help="Dataset path: official archive/batches, image folder or "
               "archive of one (downloads CIFAR into the cache when omitted and online).")
