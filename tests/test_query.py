@@ -95,7 +95,7 @@ def test_ganas_generator_is_a_distribution_over_all_cells():
     gen = Generator(enc.num_edges, enc.num_ops, 8)
     cells = torch.tensor(list(itertools.product(range(enc.num_ops), repeat=enc.num_edges)))
     logp, entropy = gen.log_prob(cells)
-    assert math.isclose(float(logp.double().exp().sum()), 1.0, rel_tol=1e-4)
+    assert math.isclose(float(logp.detach().double().exp().sum()), 1.0, rel_tol=1e-4)
     assert (entropy > 0).all()
 
 
@@ -168,26 +168,26 @@ def test_a_query_log_from_another_run_is_refused_and_kept(table, tmp_path):
 def test_supernet_oracle_scores_cells_with_one_shot_weights(tmp_path):
     import toponas
 
-    toponas.search(strategy="darts-v1", dataset="digits", subset=64, batch_size=16, channels=4, cells=1, epochs=1,
+    toponas.search(strategy="darts-v1", dataset="digits", subset=32, batch_size=16, channels=4, cells=1, epochs=1,
                    out=str(tmp_path / "search"), topo="full")
     res = invoke("search", "--strategy", "random", "--oracle", "supernet", "--supernet", str(tmp_path / "search"),
-                 "--queries", "3", "--dataset", "digits", "--out", str(tmp_path / "q"))
+                 "--queries", "2", "--dataset", "digits", "--out", str(tmp_path / "q"))
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "q" / "result.json").read_text())
-    assert len(result["queries"]) == 3 and all(0 <= q["accuracy"] <= 100 for q in result["queries"])
+    assert len(result["queries"]) == 2 and all(0 <= q["accuracy"] <= 100 for q in result["queries"])
     res = invoke("search", "--strategy", "random", "--oracle", "supernet", "--queries", "3", "--out",
                  str(tmp_path / "q2"))
     assert res.exit_code == 1 and res.output.startswith("error: --oracle supernet needs --supernet RUN")
 
 
 def test_train_oracle_trains_each_queried_cell(tmp_path):
-    res = invoke("search", "--strategy", "random", "--oracle", "train", "--dataset", "digits", "--queries", "2",
+    res = invoke("search", "--strategy", "random", "--oracle", "train", "--dataset", "digits", "--queries", "1",
                  "--epochs", "1", "--subset", "64", "--channels", "4", "--cells", "1", "--batch-size", "32",
                  "--device", "cpu", "--out", str(tmp_path / "q"))
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "q" / "result.json").read_text())
     trained = sorted(p.name for p in (tmp_path / "q" / "trained").iterdir())
-    assert trained == ["q0001", "q0002"]
+    assert trained == ["q0001"]
     for q, name in zip(result["queries"], trained):
         train = json.loads((tmp_path / "q" / "trained" / name / "train.json").read_text())
         assert train["arch"] == q["arch"] and math.isclose(q["accuracy"], 100 * train["test_accuracy"])

@@ -25,18 +25,17 @@ from .encoding import Arch, CellEncoding
 
 @dataclass
 class GANASHyper(QueryHyper):
-    init_queries: int = 64  # random cells before the first iteration
-    top_k: int = 16  # size of the truth set
-    per_iteration: int = 16  # new cells queried per iteration
+    init_queries: int = 10  # random cells before the first iteration
+    top_k: int = 8  # size of the truth set
+    per_iteration: int = 4  # new cells queried per iteration
     candidates: int = 256  # generator samples drawn per iteration, new ones ranked by the discriminator
-    hidden: int = 64  # width of the GRU decoder and of the discriminator's MLP
-    fit_steps: int = 30  # maximum-likelihood steps fitting the generator to the truth set
-    rounds: int = 10  # adversarial rounds per iteration: d_steps discriminator steps, one generator step
+    hidden: int = 32  # width of the GRU decoder and of the discriminator's MLP
+    fit_steps: int = 20  # maximum-likelihood steps fitting the generator to the truth set
+    rounds: int = 5  # adversarial rounds per iteration: d_steps discriminator steps, one generator step
     d_steps: int = 3
     batch: int = 64  # generated cells per adversarial round
     lr: float = 2e-3  # Adam, both models
     entropy: float = 0.02  # entropy bonus of the policy-gradient step (keeps exploring)
-    neighbours: bool = True  # rank the truth set's one-edge neighbours with the generator's samples
 
     def __post_init__(self) -> None:
         for name in ("init_queries", "top_k", "per_iteration", "candidates", "hidden", "batch"):
@@ -169,9 +168,6 @@ class GANAS(QueryStrategy):
     def _propose(self, truth: list[Arch], seen: set[Arch]) -> list[Arch]:
         h, enc = self.hyper, self.encoding
         samples = [tuple(r) for r in self.generator.sample(h.candidates, self.torch_rng).tolist()]
-        if h.neighbours:
-            samples += [a[:e] + (o,) + a[e + 1:] for a in truth for e in range(enc.num_edges)
-                        for o in range(enc.num_ops) if o != a[e]]
         new = list(dict.fromkeys(a for a in samples if a not in seen))
         if new:
             with torch.no_grad():
