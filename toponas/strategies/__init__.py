@@ -11,12 +11,13 @@ from .base import Hyper, StepContext, StepStats, Strategy
 from .darts import DartsV1, DartsV2
 from .drnas import SNAS, BetaDARTS, DrNAS
 from .gdas import GDAS
+from .ista import ISTANAS, ISTANASOneStage
 from .nasi import NASI
 from .oneshot import BNNAS, SPOS, PiNAS
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS, parsec.PARSEC, fpnas.FPNAS,
-             advantage.AdvantageNAS, SPOS, BNNAS, NASI, PiNAS):
+             advantage.AdvantageNAS, SPOS, BNNAS, NASI, PiNAS, ISTANAS, ISTANASOneStage):
     STRATEGIES.register(_cls.name)(_cls)
 
 

@@ -123,6 +123,7 @@ class Strategy(nn.Module):
     """
 
     name: ClassVar[str] = "darts-v1"
+    contract: ClassVar[str] = "supernet"  # the search entry dispatches on it (query-based: toponas.query)
     Hyper: ClassVar[type[Hyper]] = Hyper
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:
