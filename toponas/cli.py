@@ -18,6 +18,7 @@ from .benchmark import BenchmarkError, BenchmarkTable
 from .config import ConfigError, SearchConfig
 from .data import DATASETS, DataError
 from .registry import UnknownNameError
+from .separation import DEFAULT_MARGIN
 from .spaces import SPACES
 from .spaces.cell import CellError
 from .strategies import STRATEGIES
@@ -61,7 +62,7 @@ SPACE_HELP = f"A registered space ({', '.join(SPACES.names())}) or a .json decla
 
 # Options whose value goes into SearchConfig under the same name.
 CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size", "batch_size", "channels", "cells",
-                  "seed", "out", "benchmark", "topo", "device", "cache_dir")
+                  "seed", "out", "benchmark", "topo", "device", "cache_dir", "decided_margin")
 
 
 @main.command()
@@ -86,6 +87,8 @@ CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size"
 @click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--cache-dir", type=click.Path(), help="Where decoded datasets are cached.")
+@click.option("--decided-margin", default=DEFAULT_MARGIN, show_default=True, type=click.FloatRange(0, 1),
+              help="Median edge margin (top-2 probability gap) below which the search is reported as not decided.")
 @click.option("--hp", "hyper", multiple=True, metavar="KEY=VALUE",
               help="Override a strategy hyperparameter, e.g. --hp w_lr=0.05 --hp tau_max=5.")
 @click.option("--samples", type=click.IntRange(min=1), help="parsec: architectures sampled per step (--hp samples).")
