@@ -28,13 +28,14 @@ def search_run(tmp_path_factory):
 def test_search_report_has_heat_maps_curves_cell_and_page(search_run):
     page = report(search_run)
     files = {p.name for p in (search_run / "report").iterdir()}
-    assert {"report.md", "cell.png", "curves.png", "alphas_cell.png"} <= files
+    assert {"report.md", "cell.png", "curves.png", "separation.png", "alphas_cell.png"} <= files
     for name in files - {"report.md"}:
         assert (search_run / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = page.read_text()
-    for name in ("cell.png", "curves.png", "alphas_cell.png"):
+    for name in ("cell.png", "curves.png", "separation.png", "alphas_cell.png"):
         assert f"]({name})" in text
     assert "darts-v1" in text and "| 2 |" in text  # the per-epoch cell table
+    assert "| decided | **no**: the architecture parameters did not separate" in text  # 2 tiny epochs
 
 
 def test_train_report_has_curves_and_cell(tmp_path):

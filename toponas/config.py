@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .separation import DEFAULT_MARGIN
+
 
 class ConfigError(ValueError):
     """An invalid configuration value or an unknown key (the message lists the known ones)."""
@@ -71,11 +73,14 @@ class SearchConfig:
     device: str = "auto"
     cache_dir: str | None = None
     hyper: dict[str, Any] = field(default_factory=dict)
+    decided_margin: float = DEFAULT_MARGIN  # median edge margin below which a search is "not decided"
 
     def __post_init__(self) -> None:
         if isinstance(self.topo_disable, list):
             self.topo_disable = tuple(self.topo_disable)
         check_types(self)
+        if not 0.0 <= self.decided_margin <= 1.0:
+            raise ConfigError(f"decided_margin must be a number in [0, 1], got {self.decided_margin!r}")
         if self.subset is not None and self.subset < 2:
             raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
         if self.image_size is not None and self.image_size < 4:

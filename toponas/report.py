@@ -249,6 +249,34 @@ def search_curves(result: dict[str, Any], path: Path) -> str | None:
     return _save(fig, path)
 
 
+def separation_curves(result: dict[str, Any], path: Path, threshold: float | None = None) -> str | None:
+    """Edge margins (median and smallest) and mean entropy over epochs, with the epochs where the derived
+    architecture changed marked: did the architecture parameters decide (``toponas.separation``)?"""
+    history = [h for h in result.get("history") or [] if "median_margin" in h]
+    if not history:
+        return None
+    epochs = [h["epoch"] for h in history]
+    fig = _figure(8.4, 3.2)
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    axes[0].plot(epochs, [h["median_margin"] for h in history], marker="o", ms=3, label="median edge")
+    axes[0].plot(epochs, [h["min_margin"] for h in history], marker="o", ms=3, label="smallest edge")
+    if threshold is not None:
+        axes[0].axhline(threshold, color="grey", ls="--", lw=1, label=f"decided threshold {threshold:g}")
+    changed = [h["epoch"] for h in history if h.get("cell_changed")]
+    for e in changed:
+        axes[0].axvline(e, color="tab:red", alpha=0.25, lw=3)
+    axes[0].set_title("margin: top-2 probability gap" + (" (red: cell changed)" if changed else ""), fontsize=10)
+    axes[1].plot(epochs, [h["mean_entropy"] for h in history], marker="o", ms=3, color="tab:green")
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_title("mean entropy (1 = uniform)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        _integer_ticks(ax)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _table(rows: Sequence[tuple[str, Any]]) -> list[str]:
     lines = ["| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
@@ -261,8 +289,11 @@ def _images(files: Sequence[str | None]) -> list[str]:
 
 def search_report(run: Path, out: Path) -> list[str]:
     result = _read(run / "result.json")
+    config = _read(run / "config.json") if (run / "config.json").is_file() else {}
     figures = [cell_figure(result.get("space", "nb201"), result["genotype"], out / "cell.png"),
-               search_curves(result, out / "curves.png"), *alpha_figures(result, out)]
+               search_curves(result, out / "curves.png"),
+               separation_curves(result, out / "separation.png", config.get("decided_margin")),
+               *alpha_figures(result, out)]
     bench = result.get("benchmark") or {}
     lines = [f"# Search report: {run.name}", "", *_table([
         ("cell", _code(result["genotype"])),
@@ -273,8 +304,13 @@ def search_report(run: Path, out: Path) -> list[str]:
                         f"{result.get('ms_per_step') or float('nan'):.1f} ms/step (median)"),
         ("peak memory", f"{result.get('peak_memory_bytes', 0) / 2**20:.0f} MiB ({result.get('peak_memory_kind')})"),
         ("benchmark", ", ".join(f"{k} {v:.2f}" for k, v in bench.items()) or None),
+        ("decided", None if result.get("decided") is None else
+         ("yes" if result["decided"] else f"**no**: {result.get('decided_reason')}")),
+        ("cell connected", None if result.get("cell_connected") in (None, True) else
+         "**no**: no path from input to output (scores chance)"),
     ]), "", "## Derived cell", "", *_images(figures[:1]), "## Curves", "", *_images(figures[1:2]),
-        "## Architecture weights", "", *_images(figures[2:])]
+        "## Separation of the architecture parameters", "", *_images(figures[2:3]),
+        "## Architecture weights", "", *_images(figures[3:])]
     history = result.get("history") or []
     if history:
         lines += ["## Derived cell per epoch", "", "| epoch | cell | benchmark |", "| --- | --- | --- |"]

@@ -11,6 +11,7 @@ import click
 
 from ..config import ConfigError, SearchConfig
 from ..data import DATASETS
+from ..separation import DEFAULT_MARGIN
 from ..strategies import STRATEGIES
 from ..topo import MODES, RULES
 from .common import SPACE_HELP, show_progress
@@ -18,7 +19,7 @@ from .layers import given, layered, parse_pairs
 
 # Options whose value goes into SearchConfig under the same name.
 CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size", "batch_size", "channels", "cells",
-                  "seed", "out", "benchmark", "topo", "device", "cache_dir", "topo_disable")
+                  "seed", "out", "benchmark", "topo", "device", "cache_dir", "topo_disable", "decided_margin")
 
 
 def hyper_epilog() -> str:
@@ -53,6 +54,8 @@ def hyper_epilog() -> str:
 @click.option("--topo-disable", multiple=True, type=click.Choice(RULES), help="Switch a rule off (ablation).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--cache-dir", type=click.Path(), help="Where decoded datasets are cached.")
+@click.option("--decided-margin", default=DEFAULT_MARGIN, show_default=True, type=click.FloatRange(0, 1),
+              help="Median edge margin (top-2 probability gap) below which the search is reported as not decided.")
 @click.option("--hp", "hyper", multiple=True, metavar="KEY=VALUE",
               help="Override a strategy hyperparameter, e.g. --hp w_lr=0.05 --hp tau_max=5 (keys below).")
 @click.option("--samples", type=click.IntRange(min=1), help="parsec: architectures sampled per step (--hp samples).")

@@ -31,6 +31,9 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     benchmark: dict[str, float] | None = None
     out_dir: str | None = None
+    decided: bool | None = None  # did the architecture parameters separate (toponas.separation)
+    decided_reason: str | None = None  # why not, when ``decided`` is false
+    cell_connected: bool | None = None  # False: the derived cell has no path from input to output
     extras: dict[str, Any] = field(default_factory=dict)  # strategy-specific fields, written top-level
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +68,10 @@ class SearchResult:
             f"cost       {self.search_seconds:.1f} s, {self.ms_per_step or float('nan'):.1f} ms/step (median), "
             f"peak memory {self.peak_memory_bytes / 2**20:.0f} MiB ({self.peak_memory_kind})",
         ]
+        if self.decided is False:
+            lines.append(f"NOT DECIDED {self.decided_reason}")
+        if self.cell_connected is False:
+            lines.append("WARNING    the cell has no path from input to output (it scores chance)")
         if self.benchmark:
             lines.append("benchmark  " + ", ".join(f"{k} {v:.2f}" for k, v in self.benchmark.items()))
         return "\n".join(lines)

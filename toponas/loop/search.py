@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from .. import topo
+from .. import separation, topo
 from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
@@ -32,7 +32,7 @@ __all__ = ["RESUME_FREE", "Search", "SearchDiverged", "SearchInterrupted", "cosi
            "resolve_device", "search", "step_seed", "validate_hyper"]
 
 # Fields that may differ between a run and its resumption (where data lives, which device).
-RESUME_FREE = ("data", "cache_dir", "device", "benchmark", "out")
+RESUME_FREE = ("data", "cache_dir", "device", "benchmark", "out", "decided_margin")
 
 
 class SearchDiverged(Diverged):
@@ -263,6 +263,8 @@ class Search(RunLoop):
     def end_epoch(self, epoch: int, sums: dict) -> None:
         cell = self.strategy.derive()
         n = max(sums["n"], 1)
+        probabilities = self.strategy.probabilities()
+        previous = self.history[-1]["genotype"] if self.history else None
         record = {
             "epoch": epoch + 1,
             "lr": self.lr,
@@ -272,7 +274,8 @@ class Search(RunLoop):
             "a_acc": sums["a_correct"] / n,
             "seconds": sums["seconds"],
             "genotype": str(cell),
-            "probabilities": {g: p.cpu().tolist() for g, p in self.strategy.probabilities().items()},
+            "probabilities": {g: p.cpu().tolist() for g, p in probabilities.items()},
+            **separation.epoch_record(probabilities, str(cell), previous),
             **self.strategy.epoch_summary(),
         }
         bench = self._lookup(cell)
@@ -281,7 +284,8 @@ class Search(RunLoop):
         self.history.append(record)
         line = (f"epoch {epoch + 1}/{self.hyper.epochs}  loss {record['w_loss']:.3f}  "
                 f"acc {record['w_acc']:.3f}  arch-loss {record['a_loss']:.3f}  "
-                f"arch-acc {record['a_acc']:.3f}  {record['seconds']:.1f}s  cell {cell}")
+                f"arch-acc {record['a_acc']:.3f}  margin {record['median_margin']:.3f}  "
+                f"{record['seconds']:.1f}s  cell {cell}")
         if bench:
             line += "  " + "  ".join(f"{k} {v:.2f}" for k, v in bench.items())
         self.log(line)
@@ -313,6 +317,14 @@ class Search(RunLoop):
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from
+        decision = separation.verdict(self.history, threshold=cfg.decided_margin)
+        if not decision.decided:
+            self.log(f"warning: not decided: {decision.reason}")
+        connected = not separation.disconnected(cell)
+        if not connected:
+            self.log("warning: the derived cell has no path from input to output (every path passes through "
+                     "'none'): it outputs a constant and scores chance. The argmax over all candidates, none "
+                     "included, is the NAS-Bench-201 protocol and stays the default.")
         result = SearchResult(
             genotype=str(cell),
             space=cfg.space,
@@ -331,6 +343,9 @@ class Search(RunLoop):
             history=self.history,
             benchmark=self._lookup(cell),
             out_dir=str(self.out),
+            decided=decision.decided,
+            decided_reason=decision.reason,
+            cell_connected=connected,
             extras=extras,
         )
         write_json(self.out / "result.json", result.to_dict())

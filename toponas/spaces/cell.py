@@ -88,6 +88,16 @@ class Cell:
         """``(to, from, op)`` per edge, in edge order."""
         return [(i, j, op) for i, node in enumerate(self.nodes, start=1) for op, j in node]
 
+    def connected(self, dead: Iterable[str] = ("none",)) -> bool:
+        """Whether some path leads from the input (node 0) to the output through edges whose operation
+        is not in ``dead``: a cell without one outputs zeros whatever its input (it scores chance)."""
+        dead = set(dead)
+        reached = {0}
+        for i, node in enumerate(self.nodes, start=1):
+            if any(j in reached and op not in dead for op, j in node):
+                reached.add(i)
+        return len(self.nodes) in reached
+
     def __str__(self) -> str:
         return "+".join("|" + "|".join(f"{op}~{j}" for op, j in node) + "|" for node in self.nodes)
 
