@@ -16,6 +16,7 @@ from ..strategies import STRATEGIES
 from ..topo import MODES, RULES
 from .common import SPACE_HELP, show_progress
 from .layers import given, layered, parse_pairs
+from .query import SEARCH_STRATEGIES, query_dispatch
 
 # Options whose value goes into SearchConfig under the same name.
 CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size", "batch_size", "channels", "cells",
@@ -33,8 +34,9 @@ def hyper_epilog() -> str:
 
 
 @click.command(epilog=hyper_epilog())
+@query_dispatch
 @click.option("--space", default="nb201", show_default=True, help=SPACE_HELP)
-@click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(STRATEGIES.names()))
+@click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(SEARCH_STRATEGIES))
 @click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS))
 @click.option("--data", type=click.Path(), help="Dataset path: official archive/batches, image folder or "
               "archive of one (downloads CIFAR into the cache when omitted and online).")

@@ -1,14 +1,13 @@
 """``toponas search`` for query-based strategies: the ``--oracle/--queries/--supernet`` options and the
 dispatch on the strategy's ``contract`` class attribute (``"supernet"`` or ``"query"``), done once here.
 
-``cli.py`` applies :func:`query_dispatch` to its ``search`` command and lists :data:`SEARCH_STRATEGIES`
+``search.py`` applies :func:`query_dispatch` to its ``search`` command and lists :data:`SEARCH_STRATEGIES`
 as the ``--strategy`` choices; nothing else there knows query-based search.
 """
 
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,11 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .benchmark import BenchmarkError
-from .config import ConfigError
-from .data import DataError
-from .query import QUERY_STRATEGIES, QueryConfig, QueryInterrupted, QuerySearch, summary
-from .query.oracle import ORACLES
-from .registry import UnknownNameError
-from .spaces.cell import CellError
-from .strategies import STRATEGIES
+from ..query import QUERY_STRATEGIES, QueryConfig, QueryInterrupted, QuerySearch, summary
+from ..query.oracle import ORACLES
+from ..strategies import STRATEGIES
+from .errors import SIGINT_EXIT, fail
+from .layers import parse_pairs
 
 #: Every strategy ``toponas search`` runs, by name: supernet strategies and query-based ones.
 STRATEGY_CLASSES: dict[str, type] = {
@@ -37,12 +33,6 @@ QUERY_ONLY = ("oracle", "queries", "supernet")
 QUERY_USES = ("space", "strategy", "dataset", "data", "seed", "out", "benchmark", "device", "cache_dir", "hyper",
               "resume", "no_progress")
 TRAIN_OPTIONS = ("subset", "epochs", "batch_size", "channels", "cells")
-USER_ERRORS = (ConfigError, DataError, BenchmarkError, CellError, UnknownNameError, FileNotFoundError)
-
-
-def fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 def _flag(name: str) -> str:
@@ -79,8 +69,6 @@ def _supernet_entry(ctx: click.Context, command: Callable[..., Any], options: di
 
 def _query_entry(ctx: click.Context, command: Callable[..., Any], options: dict[str, Any]) -> None:
     """A query-based strategy: :class:`toponas.query.QuerySearch` with the options it uses."""
-    from .cli import parse_hyper
-
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
@@ -100,12 +88,10 @@ def _query_entry(ctx: click.Context, command: Callable[..., Any], options: dict[
             out=options["out"], benchmark=options["benchmark"], dataset=options["dataset"], data=options["data"],
             cache_dir=options["cache_dir"], device=options["device"], supernet=options["supernet"],
             train_options={n: options[n] for n in TRAIN_OPTIONS if given(n)},
-            hyper=parse_hyper(options["hyper"]))
+            hyper=parse_pairs(options["hyper"], "--hp"))
         result = QuerySearch(config, resume=options["resume"], log=click.echo).run()
     except QueryInterrupted as e:
-        fail(str(e), 130)
-    except USER_ERRORS as e:
-        fail(str(e))
+        fail(str(e), SIGINT_EXIT)
     click.echo(summary(result))
     click.echo(f"wrote {Path(result['out_dir']) / 'result.json'}")
 

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .data import DATASETS
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+from ..data import DATASETS
+from .errors import SIGINT_EXIT, fail
 
 
 def _cells(value: str) -> int | None:
@@ -20,7 +14,7 @@ def _cells(value: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        _fail(f"--cells expects a number of cells or 'all', got {value!r}")
+        fail(f"--cells expects a number of cells or 'all', got {value!r}")
         return None
 
 
@@ -54,13 +48,8 @@ def rank(space: str, indicator: str, cells_text: str, seed: int, dataset: str, d
          image_size: int | None, supernet: str | None, nasi_mu: float, nasi_nu: float, jobs: int, threads: int,
          cache_dir: str | None, no_progress: bool) -> None:
     """Score N cells (or all) with an indicator; Kendall tau and Spearman rho against the benchmark, top-5."""
-    from .benchmark import BenchmarkError
-    from .config import ConfigError
-    from .data import DataError
-    from .ranking import RankSettings, check_indicator, summary
-    from .ranking import rank as run_rank
-    from .registry import UnknownNameError
-    from .spaces.cell import CellError
+    from ..ranking import RankSettings, check_indicator, summary
+    from ..ranking import rank as run_rank
 
     try:
         check_indicator(indicator)
@@ -74,8 +63,9 @@ def rank(space: str, indicator: str, cells_text: str, seed: int, dataset: str, d
     except KeyboardInterrupt:
         click.echo(f"error: interrupted; scores so far are kept in {json_out}.partial, run again to continue",
                    err=True)
-        sys.exit(130)
-    except (ConfigError, DataError, BenchmarkError, CellError, UnknownNameError, FileNotFoundError) as e:
-        _fail(str(e))
+        raise SystemExit(SIGINT_EXIT) from None
     click.echo(summary(result))
     click.echo(f"wrote {json_out}")
+
+
+COMMANDS = [rank]
