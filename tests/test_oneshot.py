@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 import toponas
+from toponas import topo
 from toponas.cli import main
 from toponas.config import SearchConfig
 from toponas.loop import Search, SearchInterrupted
@@ -76,7 +77,7 @@ def test_bn_nas_trains_the_bn_of_a_simplified_supernet():
     space = create_space("nb201")
     strategy = create_strategy("bn-nas", space, {})
     model = strategy.prepare_supernet(space.build_supernet(channels=4, cells=1, num_classes=5), 0)
-    model = toponas.topo.simplify(model, "full").train()
+    model = topo.simplify(model, "full").train()
     ctx = strategy.make_context(model)
     strategy.new_epoch(0, 1)
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4,))
