@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 import toponas
+from toponas import topo
 from toponas.cli import main
 from toponas.config import SearchConfig
 from toponas.loop import Search, SearchInterrupted
@@ -53,6 +54,23 @@ def test_one_shot_step_trains_one_path_and_leaves_alphas(name):
         assert not torch.equal(strategy.teacher.stem[0].weight, w0["stem.0.weight"])
 
 
+def test_pi_nas_supervised_step_trains_the_backbone_with_labels():
+    space, model, strategy, ctx, batch = make("pi-nas", supervised=True)
+    w0 = snapshot(model)
+    torch.manual_seed(3)
+    stats = strategy.step(ctx, *batch)
+    assert torch.isfinite(stats.w_loss)
+    assert not torch.equal(model.stem[0].weight.detach(), w0["stem.0.weight"])
+
+
+def test_flops_cap_below_every_cell_is_one_error_line(tmp_path):
+    r = CliRunner().invoke(main, ["search", "--strategy", "spos", "--dataset", "digits", "--subset", "32",
+                                  "--channels", "2", "--cells", "1", "--epochs", "1", "--hp", "flops_cap=1",
+                                  "--out", str(tmp_path / "run"), "--no-progress"])
+    assert r.exit_code == 1 and r.output.strip().startswith("error: flops_cap 1 MFLOPs is below"), r.output
+    assert "Traceback" not in r.output
+
+
 def test_bn_nas_step_trains_only_bn_parameters_and_the_classifier():
     space, model, strategy, ctx, batch = make("bn-nas")
     w0 = snapshot(model)
@@ -76,7 +94,7 @@ def test_bn_nas_trains_the_bn_of_a_simplified_supernet():
     space = create_space("nb201")
     strategy = create_strategy("bn-nas", space, {})
     model = strategy.prepare_supernet(space.build_supernet(channels=4, cells=1, num_classes=5), 0)
-    model = toponas.topo.simplify(model, "full").train()
+    model = topo.simplify(model, "full").train()
     ctx = strategy.make_context(model)
     strategy.new_epoch(0, 1)
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4,))

@@ -243,6 +243,8 @@ def test_cli_rank_bad_supernet_runs(tmp_path, digits_table):
     (run / "config.json").write_text(json.dumps({"strategy": "spos", "space": "nb201"}))
     assert_one_error_line(invoke(*base, "--indicator", "bn-gamma", "--supernet", str(run)), "spos run")
     assert_one_error_line(invoke(*base, "--indicator", "supernet", "--supernet", str(run)), "cannot be read")
+    torch.save({"network": {}}, run / "checkpoint.pt")  # e.g. a `toponas train` checkpoint
+    assert_one_error_line(invoke(*base, "--indicator", "supernet", "--supernet", str(run)), "not a checkpoint")
     assert not (tmp_path / "r.json").exists()
 
 

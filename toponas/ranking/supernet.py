@@ -45,6 +45,8 @@ def load_run(run: str | Path, indicator: str, space_name: str):
         state = load_checkpoint(ckpt_path)
     except RuntimeError as e:
         raise ConfigError(str(e)) from None
+    if not isinstance(state, dict) or not {"model", "strategy", "epoch"} <= set(state):
+        raise ConfigError(f"--supernet {run}: {CHECKPOINT} is not a checkpoint of `toponas search`")
     space = create_space(config.space)
     strategy = create_strategy(config.strategy, space, config.hyper)
     model = space.build_supernet(config.channels, config.cells or space.default_cells,

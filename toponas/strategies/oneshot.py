@@ -120,6 +120,7 @@ class OneShot(Strategy):
     # -- lifecycle -------------------------------------------------------------------------------
     def make_context(self, model: nn.Module) -> StepContext:
         self._model = model
+        self.allowed()  # a FLOPs cap that no cell meets, or a space without FLOPs, fails before training
         return super().make_context(model)
 
     def new_epoch(self, epoch: int, epochs: int) -> None:
@@ -183,6 +184,10 @@ class OneShot(Strategy):
         except NotImplementedError as e:
             raise ConfigError(f"flops_cap: {e}") from None
         cap = self.hyper.flops_cap * 1e6
+        smallest = table.base + int(table.edges.min(dim=1).values.sum())
+        if smallest > cap:
+            raise ConfigError(f"flops_cap {self.hyper.flops_cap:g} MFLOPs is below the smallest cell's "
+                              f"{smallest / 1e6:.2f} MFLOPs (the benchmark network, C=16, N=5, 32x32)")
         return lambda a: int(table(torch.tensor(a, dtype=torch.int64))) <= cap
 
     def search(self) -> None:
