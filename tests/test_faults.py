@@ -500,3 +500,9 @@ def test_json_files_are_strict(tmp_path):
     write_json(tmp_path / "r.json", {"ms_per_step": float("nan"), "rows": [float("inf"), 1.5]})
     data = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert data == {"ms_per_step": None, "rows": [None, 1.5]}
+
+
+def test_a_benchmark_table_of_other_data_is_refused(tmp_path):
+    table = write(tmp_path / "b.csv", f"arch,cifar10\n{CELL},94.0\n")
+    proc = cli("search", *TINY, "--epochs", "1", "--benchmark", table, "--out", str(tmp_path / "o"))
+    assert_one_error_line(proc, 1, "has no digits column")
