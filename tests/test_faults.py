@@ -500,3 +500,29 @@ def test_json_files_are_strict(tmp_path):
     write_json(tmp_path / "r.json", {"ms_per_step": float("nan"), "rows": [float("inf"), 1.5]})
     data = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert data == {"ms_per_step": None, "rows": [None, 1.5]}
+
+
+def test_a_benchmark_table_of_other_data_is_refused(tmp_path):
+    table = write(tmp_path / "b.csv", f"arch,cifar10\n{CELL},94.0\n")
+    proc = cli("search", *TINY, "--epochs", "1", "--benchmark", table, "--out", str(tmp_path / "o"))
+    assert_one_error_line(proc, 1, "has no digits column")
+
+
+def test_a_long_darts_genotype_is_a_cell_not_a_file_name():
+    from toponas.spaces import create_space
+    from toponas.strategies import create_strategy
+    from toponas.training.arch import resolve_arch
+
+    genotype = str(create_strategy("darts-v1", create_space("darts")).derive())
+    assert len(genotype) > 255  # longer than a file name may be (ENAMETOOLONG before)
+    source = resolve_arch(genotype, "darts")
+    assert source.kind == "string" and source.space == "darts"
+
+
+def test_the_progress_bar_only_on_a_terminal(monkeypatch):
+    from toponas.cli.common import show_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not show_progress(False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert show_progress(False) and not show_progress(True)
