@@ -60,7 +60,8 @@ def test_exact_mode_takes_the_same_step_as_the_plain_supernet(name):
 
 def test_unknown_strategy_and_hyperparameter_are_clear_errors():
     space = create_space("nb201")
-    known = "known: advantage, beta-darts, darts-v1, darts-v2, drnas, fp-nas, gdas, parsec, snas"
+    known = ("known: advantage, beta-darts, darts-v1, darts-v2, drnas, fp-nas, gdas, ista-nas, ista-nas-one-stage, "
+             "parsec, snas")
     with pytest.raises(UnknownNameError, match=known):
         create_strategy("darts-v3", space)
     with pytest.raises(ValueError, match="unknown hyperparameter"):
