@@ -16,6 +16,8 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 from toponas.query import QueryConfig, query_search
 
 METHODS = ("ga-nas", "rea", "random")
@@ -29,14 +31,21 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--out", default="runs/query-curves")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--only-seeds", help="run just these seeds (e.g. 0-9) and write no summary")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (GA-NAS's models are tiny)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     curves: dict[str, list[list[float]]] = {}
     seconds: dict[str, float] = {}
     for method in args.methods.split(","):
         t0 = time.perf_counter()
         curves[method] = []
-        for seed in range(args.seeds):
+        seeds = range(args.seeds)
+        if args.only_seeds:
+            first, _, last = args.only_seeds.partition("-")
+            seeds = range(int(first), int(last or first) + 1)
+        for seed in seeds:
             run = out / method / f"seed{seed}"
             done = run / "result.json"
             if done.is_file() and json.loads(done.read_text())["queries_budget"] == args.queries:
@@ -46,7 +55,9 @@ def main() -> None:
                                                   seed=seed, out=str(run)), resume=True, log=lambda m: None)
             curves[method].append(result["best_so_far"])
         seconds[method] = time.perf_counter() - t0
-        print(f"{method}: {args.seeds} seeds in {seconds[method]:.1f} s", flush=True)
+        print(f"{method}: {len(seeds)} seeds in {seconds[method]:.1f} s", flush=True)
+    if args.only_seeds:
+        return
     budgets = [b for b in BUDGETS if b <= args.queries]
     table = {m: {b: (statistics.mean(c[b - 1] for c in cs), statistics.stdev(c[b - 1] for c in cs))
                  for b in budgets} for m, cs in curves.items()}

@@ -64,8 +64,8 @@ def test_exact_mode_takes_the_same_step_as_the_plain_supernet(name):
 
 def test_unknown_strategy_and_hyperparameter_are_clear_errors():
     space = create_space("nb201")
-    known = ("known: advantage, beta-darts, bn-nas, darts-v1, darts-v2, drnas, fp-nas, gdas, nasi, parsec, "
-             "pi-nas, snas, spos")
+    known = ("known: advantage, beta-darts, bn-nas, darts-v1, darts-v2, drnas, fp-nas, gdas, ista-nas, "
+             "ista-nas-one-stage, nasi, parsec, pi-nas, snas, spos")
     with pytest.raises(UnknownNameError, match=known):
         create_strategy("darts-v3", space)
     with pytest.raises(ValueError, match="unknown hyperparameter"):

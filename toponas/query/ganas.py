@@ -117,6 +117,7 @@ class GANAS(QueryStrategy):
         self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=h.lr)
         self.torch_rng = torch.Generator().manual_seed(seed)
         self.iterations = 0
+        self.trained_on: list[Arch] = []
 
     def truth_set(self) -> list[Arch]:
         """The top-k distinct cells queried so far."""
@@ -135,7 +136,9 @@ class GANAS(QueryStrategy):
                     return [arch]
         self.iterations += 1
         truth = self.truth_set()
-        self._train(truth)
+        if truth != self.trained_on:  # an unchanged truth set keeps the trained models (saves CPU)
+            self._train(truth)
+            self.trained_on = truth
         return self._propose(truth, seen)
 
     # -- one iteration ---------------------------------------------------------------------------
