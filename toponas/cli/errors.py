@@ -74,6 +74,15 @@ def os_error_line(e: OSError) -> str:
     return f"{e.strerror or e}: {where}" if where else str(e)
 
 
+def _hold_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on: the run has saved its state and the process is exiting."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
+
+
 def run_guarded(callback: Callable[[], Any]) -> Any:
     """Run a command's work; map every expected fault to its line and exit status."""
     from ..runtime.loop import Diverged
@@ -86,6 +95,8 @@ def run_guarded(callback: Callable[[], Any]) -> Any:
     try:
         return callback()
     except Interrupted as e:
+        old = None
+        _hold_signals()  # a further Ctrl-C/SIGTERM while exiting must not kill the process by default action
         fail(str(e), e.code)
     except Diverged as e:
         fail(str(e), DIVERGED)
