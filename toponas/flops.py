@@ -18,6 +18,7 @@ and a sum (FP-NAS' cost-aware term); :func:`arch_flops` is the FLOPs of one arch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -56,8 +57,11 @@ class CostTable:
     base: int
     edges: torch.Tensor  # (edges, candidates), int64: the candidate's cost summed over all cells
 
-    def __call__(self, choices: torch.Tensor) -> torch.Tensor:
-        """FLOPs of architectures given as choices ``(..., edges)`` (int64, same leading shape)."""
+    def __call__(self, choices: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """FLOPs of architectures given as choices ``(..., edges)`` (int64, same leading shape), or as the
+        protocol's ``{group: choices}`` of this single-group table."""
+        if isinstance(choices, Mapping):
+            (choices,) = choices.values()
         table = self.edges.to(choices.device)
         rows = torch.arange(table.shape[0], device=choices.device)
         return self.base + table[rows, choices].sum(-1)

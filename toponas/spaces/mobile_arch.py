@@ -71,7 +71,7 @@ class MobileSpec:
     """The declaration of a mobile space: stem, the stage table, head, and the choices.
 
     Channels are given for ``channels == base`` and scale as ``c * channels // base``. Defaults: a
-    CIFAR-sized FBNet/ProxylessNAS-style table (about 98 MFLOPs for the largest network at 32x32,
+    CIFAR-sized FBNet/ProxylessNAS-style table (79.6 MFLOPs for the largest network at 32x32,
     see ``docs/spaces.md``).
     """
 

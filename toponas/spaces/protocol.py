@@ -141,6 +141,9 @@ class SearchSpace(Protocol):
     name: str
     #: Cells (or blocks per stage, or layers: the space says) of the default supernet.
     default_cells: int
+    #: The cells (blocks, layers) of the supernet ``verify`` checks: enough to exercise every architecture
+    #: group (NB201: 1; DARTS: 3, a normal and two reduction cells; mobile: its table's depth).
+    verify_cells: int
     #: Spaces that share a macro network compare along one line in ``profile --scaling``.
     family: str
     #: The candidates of a typical searchable edge (``profile --scaling`` counts its convolutions).
