@@ -112,7 +112,7 @@ def test_resume_mid_epoch_reaches_the_same_state(tmp_path, strategy, space, cell
 def test_one_stage_freezes_and_then_trains_the_final_cell_only(tmp_path):
     cfg = tiny(tmp_path, strategy="ista-nas-one-stage", hyper={"epochs": 3, "freeze_tol": 1e9, "lasso_iters": 200})
     search = Search(cfg, progress=False, log=quiet)
-    search.setup()
+    search.setup(None)
     search._run_epoch(0)
     search._run_epoch(1)  # its recovery freezes every block (the tolerance is huge)
     codes = search.strategy.codes["cell"].detach().clone()

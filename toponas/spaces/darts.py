@@ -419,6 +419,8 @@ class DartsSpace:
 
     name = "darts"
     family = "darts"
+    #: The derivation keeps this many inputs per node (strategies that work per node read it).
+    inputs_per_node = INPUTS_PER_NODE
     groups = ("normal", "reduce")
     steps = STEPS
     default_cells = 8  # layers (cells in total), reductions at 1/3 and 2/3

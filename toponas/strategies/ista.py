@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from ..spaces import Mixing
-from ..spaces.genotype import INPUTS_PER_NODE
 from .base import Hyper, StepContext, StepStats, Strategy, grads_or_zeros
 
 
@@ -67,13 +66,13 @@ def lasso_fista(A: torch.Tensor, b: torch.Tensor, lam: float, iters: int) -> tor
 def _blocks(space) -> dict[str, list[list[tuple[int, int]]]]:
     """Per group, the blocks as lists of (edge row, candidate) entries, and per group the sparsity.
 
-    A space deriving a genotype with ``one_hot`` (DARTS-like) picks inputs per node: a block is a
-    node's incoming (edge, candidate) pairs without ``none``. Otherwise every edge picks one candidate:
-    a block is an edge's candidates.
+    A space whose derivation keeps ``inputs_per_node`` inputs per node (DARTS-like) picks inputs per
+    node: a block is a node's incoming (edge, candidate) pairs without ``none``. Otherwise every edge
+    picks one candidate: a block is an edge's candidates.
     """
     out = {}
     for g, keys in space.edge_keys.items():
-        if hasattr(space, "one_hot"):
+        if getattr(space, "inputs_per_node", None):
             nodes: dict[str, list[int]] = {}
             for row, key in enumerate(keys):
                 nodes.setdefault(key.split("<-")[0], []).append(row)
@@ -95,7 +94,7 @@ class ISTANAS(Strategy):
         super().__init__(space, hyper)
         h = self.hyper
         self.blocks = _blocks(space)
-        self.sparsity = h.sparseness or (INPUTS_PER_NODE if hasattr(space, "one_hot") else 1)
+        self.sparsity = h.sparseness or getattr(space, "inputs_per_node", None) or 1
         self.codes = nn.ParameterDict()
         for g, blocks in self.blocks.items():
             sizes = [len(b) for b in blocks]
