@@ -72,19 +72,29 @@ def test_space_follows_the_protocol(name, plain_supernets) -> None:
 @pytest.mark.parametrize("name", SPACES.names())
 def test_every_strategy_steps_under_every_mode(name, strategy_name, mode, plain_supernets) -> None:
     space, plain = plain_supernets(name)
+    torch.manual_seed(0)
+    try:
+        strategy = create_strategy(strategy_name, space)
+    except NotImplementedError as e:  # the strategy declares (Strategy.families) that it does not search this space
+        assert strategy_name in str(e) and space.name in str(e)
+        pytest.skip(str(e))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # candidates the planner leaves to their modules (DARTS' reduce skip)
-        model = topo.simplify(copy.deepcopy(plain), mode).train()
+        model = topo.simplify(strategy.prepare_supernet(copy.deepcopy(plain), 0), mode).train()
     if mode != "off":
         assert all(isinstance(u, topo.SimplifiedUnit) for _, u in search_units(model))
-    torch.manual_seed(0)
-    strategy = create_strategy(strategy_name, space)
     ctx = strategy.make_context(model)
     strategy.new_epoch(0, strategy.hyper.epochs)
-    a0 = {g: a.detach().clone() for g, a in strategy.alphas.items()}
+
+    def learned():  # architecture state (alphas, codes, ...) and the supernet's weights
+        return [t.detach().clone() for t in [*strategy.state_dict().values(), *model.parameters()]
+                if torch.is_tensor(t)]
+
+    before = learned()
     stats = strategy.step(ctx, *batch())
     assert torch.isfinite(stats.w_loss) and torch.isfinite(stats.a_loss)
-    assert any(not torch.equal(strategy.alphas[g].detach(), a0[g]) for g in a0)
+    # bilevel strategies move both (tests/test_strategies.py); one-shot ones only the weights
+    assert any(not torch.equal(a, b) for a, b in zip(before, learned()))
     arch = strategy.derive()
     assert space.parse(str(arch)) == arch
     net = space.build_network(arch, CHANNELS, space.verify_cells, 5)

@@ -24,6 +24,9 @@ for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS, parsec.PARSEC, fpna
 def create_strategy(name: str, space, hyper: Mapping[str, Any] | Hyper | None = None) -> Strategy:
     """Build a registered strategy for ``space``; ``hyper`` overrides its default hyperparameters."""
     cls = STRATEGIES.get(name)
+    family = getattr(space, "family", None)
+    if cls.families is not None and family not in cls.families:
+        raise NotImplementedError(f"{name} searches {'/'.join(cls.families)} spaces, not the {space.name} space")
     if not isinstance(hyper, Hyper):
         hyper = cls.Hyper.resolve(hyper)
     return cls(space, hyper)

@@ -124,6 +124,8 @@ class Strategy(nn.Module):
 
     name: ClassVar[str] = "darts-v1"
     contract: ClassVar[str] = "supernet"  # the search entry dispatches on it (query-based: toponas.query)
+    #: The space families (``space.family``) this strategy searches; ``None``: every space.
+    families: ClassVar[tuple[str, ...] | None] = None
     Hyper: ClassVar[type[Hyper]] = Hyper
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:

@@ -87,6 +87,7 @@ class ISTANAS(Strategy):
     """Two-stage ISTA-NAS: sparse codes recovered each epoch, ``b`` learned on the architecture half."""
 
     name = "ista-nas"
+    families = ("nb201", "darts")  # blocks are edges or nodes of one shared candidate list
     Hyper = ISTAHyper
     one_stage = False
 

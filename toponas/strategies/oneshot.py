@@ -271,6 +271,7 @@ class BNNAS(OneShot):
     """
 
     name = "bn-nas"
+    families = ("nb201",)  # candidate BNs are found on NB201-style edges
 
     def prepare_supernet(self, model: nn.Module, epoch: int) -> nn.Module:
         from ..spaces.mixed import MixedEdge
