@@ -19,7 +19,7 @@ from ..query import QUERY_STRATEGIES, QueryConfig, QueryInterrupted, QuerySearch
 from ..query.oracle import ORACLES
 from ..strategies import STRATEGIES
 from .errors import SIGINT_EXIT, fail
-from .layers import parse_pairs
+from .layers import given, parse_pairs
 
 #: Every strategy ``toponas search`` runs, by name: supernet strategies and query-based ones.
 STRATEGY_CLASSES: dict[str, type] = {
@@ -60,23 +60,20 @@ def query_dispatch(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _supernet_entry(ctx: click.Context, command: Callable[..., Any], options: dict[str, Any]) -> Any:
     """A supernet strategy: the search command as it is, without the query options."""
-    given = [_flag(n) for n in QUERY_ONLY if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
-    if given:
-        fail(f"{', '.join(given)} go(es) with a query-based strategy ({', '.join(QUERY_STRATEGIES.names())}), "
+    named = [_flag(n) for n in QUERY_ONLY if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+    if named:
+        fail(f"{', '.join(named)} go(es) with a query-based strategy ({', '.join(QUERY_STRATEGIES.names())}), "
              f"not {options['strategy']}")
     return command(**{k: v for k, v in options.items() if k not in QUERY_ONLY})
 
 
 def _query_entry(ctx: click.Context, command: Callable[..., Any], options: dict[str, Any]) -> None:
     """A query-based strategy: :class:`toponas.query.QuerySearch` with the options it uses."""
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-
     oracle = options["oracle"] or "benchmark"
-    unused = [n for n in options if n not in QUERY_USES + QUERY_ONLY + TRAIN_OPTIONS and given(n)]
+    unused = [n for n in options if n not in QUERY_USES + QUERY_ONLY + TRAIN_OPTIONS and given(ctx, n)]
     if oracle != "train":
-        unused += [n for n in TRAIN_OPTIONS if given(n)]
-    if oracle != "supernet" and given("supernet"):
+        unused += [n for n in TRAIN_OPTIONS if given(ctx, n)]
+    if oracle != "supernet" and given(ctx, "supernet"):
         unused.append("supernet")
     if unused:
         fail(f"{', '.join(_flag(n) for n in unused)} do(es) not apply to {options['strategy']} with --oracle "
@@ -87,7 +84,7 @@ def _query_entry(ctx: click.Context, command: Callable[..., Any], options: dict[
             queries=500 if options["queries"] is None else options["queries"], seed=options["seed"],
             out=options["out"], benchmark=options["benchmark"], dataset=options["dataset"], data=options["data"],
             cache_dir=options["cache_dir"], device=options["device"], supernet=options["supernet"],
-            train_options={n: options[n] for n in TRAIN_OPTIONS if given(n)},
+            train_options={n: options[n] for n in TRAIN_OPTIONS if given(ctx, n)},
             hyper=parse_pairs(options["hyper"], "--hp"))
         result = QuerySearch(config, resume=options["resume"], log=click.echo).run()
     except QueryInterrupted as e:
