@@ -34,13 +34,7 @@ DT = torch.float64
 C, N, B, S = 4, 1, 3, 8  # channels, cells per stage, batch, image size: tiny and fast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread (and do not stall when other jobs share the CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
