@@ -86,6 +86,8 @@ def search(ctx: click.Context, epochs: int | None, samples: int | None, sample_s
     runner = Search(config, resume=resume, progress=show_progress(no_progress), log=click.echo,
                     command=["toponas", *sys.argv[1:]], tensorboard=tensorboard)
     result = runner.run()
+    if not runner.world.is_main:  # under torchrun rank 0 alone reports
+        return
     click.echo(result.summary())
     if not runner.noop:
         click.echo(f"wrote {Path(result.out_dir) / 'result.json'}")
