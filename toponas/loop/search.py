@@ -97,9 +97,10 @@ class Search(RunLoop):
         interrupt_after: int | None = None,
         command: list[str] | None = None,
         tensorboard: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, compile=compile)
         self.config = config
         self.command = command
         self.extended_from: int | None = None
@@ -185,7 +186,7 @@ class Search(RunLoop):
                                           self.ds.num_classes)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
         model = self.strategy.prepare_supernet(model, state["epoch"] if state is not None else 0)
-        self.model = self._simplify(model)
+        self.model = self.compiled(self._simplify(model))
         self.strategy.to(self.device)
         self.ctx = self.strategy.make_context(self.model)
         w_opt, a_opt = self.ctx.w_optimizer, self.ctx.a_optimizer
@@ -317,7 +318,7 @@ class Search(RunLoop):
             line += "  " + "  ".join(f"{k} {v:.2f}" for k, v in bench.items())
         self.log(line)
         self.strategy.after_epoch(self.ctx, epoch, self._simplify)  # may change the supernet
-        self.model = self.ctx.model
+        self.model = self.compiled(self.ctx.model)
 
     def _lookup(self, cell) -> dict | None:
         if self.benchmark is None:
@@ -344,6 +345,11 @@ class Search(RunLoop):
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from
+        if self.compile:
+            from ..runtime.compiled import compile_mode
+
+            extras["compiled"] = {"mode": compile_mode(self.device), "first_step_ms": self.step_ms[0] if self.step_ms
+                                  else None}  # the first step of this process includes compiling
         decision = separation.verdict(self.history, threshold=cfg.decided_margin)
         if not decision.decided:
             self.log(f"warning: not decided: {decision.reason}")

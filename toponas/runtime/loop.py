@@ -75,8 +75,9 @@ class RunLoop:
 
     def __init__(self, out: str | Path, resume: bool = False, progress: bool = True,
                  log: Callable[[str], None] = print, interrupt_after: int | None = None,
-                 tensorboard: bool = False) -> None:
+                 tensorboard: bool = False, compile: bool = False) -> None:
         self.out = Path(out)
+        self.compile = compile  # torch.compile the network a step runs (toponas.runtime.compiled)
         self.world = World.from_env()
         if not self.world.is_main:  # rank 0 alone prints and writes
             log, progress, tensorboard = (lambda line: None), False, False
@@ -145,6 +146,16 @@ class RunLoop:
         raise NotImplementedError
 
     # -- the loop ----------------------------------------------------------------------------------
+    def compiled(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` with its forward compiled in place when the run has ``compile`` (each module once)."""
+        if self.compile:
+            from .compiled import check_compile, compile_module
+
+            check_compile(self.device)
+            if getattr(module, "_compiled_call_impl", None) is None:
+                compile_module(module, self.device)
+        return module
+
     def log(self, line: str) -> None:
         """Print a line and append it to ``RUN/log.txt`` (the log of the whole run; rank 0 only)."""
         self._print(line)
