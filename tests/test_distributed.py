@@ -132,3 +132,11 @@ def test_python_dash_m_toponas_runs_the_command_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as done:
         runpy.run_module("toponas", run_name="__main__")
     assert done.value.code == 0 and "search" in capsys.readouterr().out
+
+
+def test_a_strategy_that_is_not_data_parallel_is_refused(tmp_path):
+    code, err = _cli([*TINY, "--strategy", "spos", "--batch-size", "16", "--out", str(tmp_path / "r")],
+                     {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
+    assert code == 1
+    assert err.strip().splitlines()[0].startswith("error: spos does not run over several processes")
+    assert not (tmp_path / "r").exists()

@@ -117,6 +117,10 @@ class Search(RunLoop):
         self.hyper = self.strategy.hyper
         validate_hyper(self.hyper)
         self.world.check_batch(cfg.batch_size)
+        if self.world.distributed and not type(self.strategy).data_parallel:
+            raise ConfigError(f"{cfg.strategy} does not run over several processes (its state follows each "
+                              "process's own losses or data, not only averaged gradients); run it in one process, "
+                              "or spread many runs with toponas sweep")
 
     @property
     def epochs(self) -> int:
@@ -285,7 +289,7 @@ class Search(RunLoop):
                 "arch_loss": f"{losses['a_loss']:.3f}"}
 
     def end_epoch(self, epoch: int, sums: dict) -> None:
-        if not self.world.in_step([*self.strategy.state_dict().values(), *self.model.parameters()]):
+        if not self.world.in_step([self.strategy.state_dict(), *self.model.parameters()]):
             raise ConfigError(f"the processes drifted apart in epoch {epoch + 1}: {self.config.strategy} changes its "
                               "state from more than the averaged gradients (e.g. from this process's own losses); "
                               "run it in one process")

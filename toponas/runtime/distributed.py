@@ -20,8 +20,9 @@ none set (or ``WORLD_SIZE=1``) nothing here does anything. Rank 0 alone writes f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -104,11 +105,12 @@ class World:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return bool(t.item() > 0)
 
-    def in_step(self, tensors: Iterable[torch.Tensor]) -> bool:
-        """Whether every process holds the same values as rank 0 (one broadcast of all of them)."""
+    def in_step(self, state: Any) -> bool:
+        """Whether every process holds the same values as rank 0: the floating-point tensors anywhere in
+        ``state`` (tensors, and dicts, lists and tuples of them), one broadcast of all of them."""
         if not self.distributed:
             return True
-        flat = [t.detach().reshape(-1).to(torch.float64) for t in tensors if t.is_floating_point()]
+        flat = [t.detach().reshape(-1).to(torch.float64) for t in _tensors(state) if t.is_floating_point()]
         if not flat:
             return True
         mine = torch.cat(flat).cpu()
@@ -122,6 +124,17 @@ class World:
         """Leave the process group (at the end of a run)."""
         if self.distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _tensors(state: Any) -> Iterator[torch.Tensor]:
+    if isinstance(state, torch.Tensor):
+        yield state
+    elif isinstance(state, dict):
+        for value in state.values():
+            yield from _tensors(value)
+    elif isinstance(state, (list, tuple)):
+        for value in state:
+            yield from _tensors(value)
 
 
 class GradientAverage:
