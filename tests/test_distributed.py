@@ -140,3 +140,12 @@ def test_a_strategy_that_is_not_data_parallel_is_refused(tmp_path):
     assert code == 1
     assert err.strip().splitlines()[0].startswith("error: spos does not run over several processes")
     assert not (tmp_path / "r").exists()
+
+
+def test_train_under_torchrun_is_refused(tmp_path):
+    cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
+    code, err = _cli(["train", cell, "--dataset", "digits", "--epochs", "1", "--device", "cpu", "--no-progress",
+                      "--out", str(tmp_path / "t")], {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
+    assert code == 1
+    assert err.strip().splitlines() == ["error: toponas train runs in one process (torchrun spreads toponas search "
+                                        "only); run it without torchrun"]
