@@ -44,6 +44,8 @@ class ProfileRow:
     peak_memory_bytes: int | None  # CUDA peak over one step above what was resident; None on the CPU
     parameters: int
     mult_adds: int  # of one forward pass on one batch
+    compile_seconds: float | None = None  # --compile: the first (warm-up) step, which compiles
+    recompiles: int | None = None  # --compile: frames compiled again during the timed steps (0: none)
 
 
 def _sync(device: torch.device) -> None:
@@ -89,9 +91,26 @@ def profile(
     single: bool = True,
     seed: int = 0,
     log: Callable[[str], None] = lambda s: None,
+    compile: bool = False,
 ) -> list[ProfileRow]:
-    """Median time per search step and memory figures of each mode (and the largest single net)."""
+    """Median time per search step and memory figures of each mode (and the largest single net).
+
+    With ``compile`` every configuration's network runs ``torch.compile``d (``toponas.runtime.compiled``):
+    the first warm-up step compiles and is reported apart (``compile_seconds``), and the frames compiled
+    again during the timed steps are counted (``recompiles``). Activation and MAC figures are of the
+    eager module.
+    """
     device = torch.device(device)
+    if compile:
+        from .runtime.compiled import check_compile, compile_options, compiled_frames
+
+        check_compile(device)
+        if warmup < 1:
+            raise ValueError("--compile needs --warmup >= 1 (the first step compiles)")
+
+    def runs(module: torch.nn.Module) -> torch.nn.Module:
+        return torch.compile(module, **compile_options(device)) if compile else module
+
     space = create_space(space_name) if isinstance(space_name, str) else space_name  # a name or a space object
     cells = cells or space.default_cells
     gen = torch.Generator().manual_seed(seed)
@@ -106,7 +125,7 @@ def profile(
         model = topo.simplify(copy.deepcopy(plain), mode, disable=disable).to(device).train()
         torch.manual_seed(seed)
         strategy = create_strategy(strategy_name, space).to(device)
-        ctx = strategy.make_context(model)
+        ctx = strategy.make_context(runs(model))
         h = ctx.hyper
         strategy.new_epoch(0, h.epochs)
 
@@ -120,8 +139,9 @@ def profile(
     if single:
         net = space.build_network(space.largest_genotype(), channels, cells, 10, bn=SEARCH_BN).to(device).train()
         opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        stepped = runs(net)
 
-        def train_two(net=net, opt=opt):
+        def train_two(net=stepped, opt=opt):
             for x, y in ((batch[0], batch[1]), (batch[2], batch[3])):
                 opt.zero_grad(set_to_none=True)
                 F.cross_entropy(net(x), y).backward()
@@ -142,17 +162,21 @@ def profile(
         _sync(device)
         return (time.perf_counter() - t) * 1000
 
+    first: dict[str, float] = {}
     for _ in range(warmup):
         for name, (step, _, _) in configs.items():
-            log(f"warm-up {name}")
-            timed(lambda step=step: seeded(step, -1))
+            log(f"warm-up {name}" + (" (compiling)" if compile and name not in first else ""))
+            first.setdefault(name, timed(lambda step=step: seeded(step, -1)))
     times: dict[str, list[float]] = {name: [] for name in configs}
+    recompiles = dict.fromkeys(configs, 0)
     for i in range(steps):
         order = list(configs.items())
         if i % 2:  # alternate the order, so no configuration always runs right after the same other one
             order.reverse()
         for name, (step, _, _) in order:
+            before = compiled_frames() if compile else 0
             times[name].append(timed(lambda step=step, i=i: seeded(step, i)))
+            recompiles[name] += (compiled_frames() - before) if compile else 0
         log(f"step {i + 1}/{steps}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()))
     rows = []
     for name, (step, forward, model) in configs.items():
@@ -165,6 +189,8 @@ def profile(
             peak_memory_bytes=_peak(lambda step=step: seeded(step, 0), device),
             parameters=sum(p.numel() for p in model.parameters()),
             mult_adds=_mult_adds(lambda forward=forward: seeded(forward, 0)),
+            compile_seconds=first[name] / 1000 if compile else None,
+            recompiles=recompiles[name] if compile else None,
         ))
     return rows
 
@@ -180,6 +206,9 @@ def format_table(rows: Sequence[ProfileRow], baseline: str = "topo=off") -> str:
     head = (f"{'configuration':24s} {'ms/step':>9s} {'saved MB':>9s} {'peak MB':>8s} {'params':>9s} "
             f"{'MMACs':>8s} {'off/this time':>13s} {'off/this mem':>12s} {'this/single time':>16s} "
             f"{'this/single mem':>15s}")
+    compiled = any(r.compile_seconds is not None for r in rows)
+    if compiled:
+        head += f" {'compile s':>9s} {'recompiles':>10s}"
     lines = [head, "-" * len(head)]
     for r in rows:
         mb = r.saved_activation_bytes / 2**20
@@ -190,6 +219,7 @@ def format_table(rows: Sequence[ProfileRow], baseline: str = "topo=off") -> str:
             f"{_ratio(base.saved_activation_bytes, r.saved_activation_bytes) if base else '-':>12s} "
             f"{_ratio(r.ms_per_step, single.ms_per_step) if single else '-':>16s} "
             f"{_ratio(r.saved_activation_bytes, single.saved_activation_bytes) if single else '-':>15s}"
+            + (f" {r.compile_seconds or 0:9.1f} {r.recompiles or 0:10d}" if compiled else "")
         )
     return "\n".join(lines)
 

@@ -1,7 +1,9 @@
 """A grid of searches (strategies x simplifier modes x seeds) with one budget, and its summary table.
 
 Each run is an ordinary ``toponas search`` in its own directory, started as a subprocess so runs
-go in parallel where cores allow. A run whose ``result.json`` exists is not run again, and a run
+go in parallel where cores allow: by a local pool of ``jobs`` threads (the default), or as Ray tasks
+with their resources on a Ray cluster (``backend="ray"``, ``toponas.sweep_ray``). A run whose
+``result.json`` exists is not run again, and a run
 that was killed continues from its checkpoint, so a killed sweep resumes by running it again. A run
 is identified by its whole resolved configuration: a run directory made with other settings (another
 ``--budget`` or ``--set``) is refused before any work, with the difference named, never reused.
@@ -134,6 +136,20 @@ def run_command(run: Run, out: Path, options: dict[str, str], extra: Sequence[st
     return cmd + list(extra)
 
 
+def execute_run(run: Run, out: Path, options: dict[str, str], extra: Sequence[str], threads: int) -> tuple[int, str]:
+    """One run as a ``toponas search`` subprocess (here, or on a Ray worker): its exit status and output.
+
+    The output is appended to ``RUN/sweep-output.txt`` (the run's own ``log.txt`` is its log).
+    """
+    (out / run.name).mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run(run_command(run, out, options, extra), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, text=True)
+    with open(out / run.name / "sweep-output.txt", "a") as f:
+        f.write(proc.stdout)
+    return proc.returncode, proc.stdout
+
+
 def sweep(
     out: str | os.PathLike,
     strategies: Sequence[str],
@@ -143,8 +159,19 @@ def sweep(
     extra: Sequence[str] = (),
     jobs: int = 1,
     log: Callable[[str], None] = print,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float = 1.0,
+    gpus_per_run: float = 0.0,
 ) -> list[dict]:
-    """Run every unfinished run of the grid (``jobs`` at a time), then write the summary."""
+    """Run every unfinished run of the grid, then write the summary.
+
+    ``backend="local"``: ``jobs`` runs at a time in this machine's processes. ``backend="ray"``: every
+    run is a Ray task needing ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs, on the cluster at
+    ``address`` (None: the Ray instance already started in this process, else a new local one).
+    """
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown sweep backend {backend!r}; choose local or ray")
     out = Path(out)
     runs = plan(strategies, modes, seeds)
     clashes = []
@@ -155,28 +182,35 @@ def sweep(
     if clashes:
         raise ConfigError(f"{out} holds runs of other settings: {'; '.join(clashes)}. Use another --out "
                           "(or delete those run directories) instead of mixing them")
-    out.mkdir(parents=True, exist_ok=True)
     todo = [r for r in runs if not (out / r.name / "result.json").exists()]
-    log(f"{len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run, {jobs} at a time")
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cluster = None
+    if backend == "ray" and todo:
+        from .sweep_ray import RayCluster
 
-    def one(run: Run) -> tuple[Run, int, str]:
-        (out / run.name).mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(run_command(run, out, options, extra), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, text=True)
-        with open(out / run.name / "sweep-output.txt", "a") as f:  # the run's own log.txt is its log
-            f.write(proc.stdout)
-        return run, proc.returncode, proc.stdout
-
+        cluster = RayCluster.connect(address, cpus_per_run, gpus_per_run)  # missing or unreachable: before any work
+    out.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        for run, code, output in pool.map(one, todo):
-            if code == 0:
-                log(f"{run.name}: done")
-            else:
-                failures[run.name] = f"exit {code}: {first_error(output)}"
-                log(f"{run.name}: FAILED ({failures[run.name]}; see {out / run.name / 'sweep-output.txt'})")
+
+    def record(run: Run, code: int, output: str) -> None:
+        if code == 0:
+            log(f"{run.name}: done")
+        else:
+            failures[run.name] = f"exit {code}: {first_error(output)}"
+            log(f"{run.name}: FAILED ({failures[run.name]}; see {out / run.name / 'sweep-output.txt'})")
+
+    if cluster is not None:
+        log(f"{len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run as Ray tasks "
+            f"({cpus_per_run:g} CPU, {gpus_per_run:g} GPU each) on {cluster.where}")
+        threads = max(1, math.floor(cpus_per_run))
+        for run, (code, output) in cluster.map(execute_run, todo, out, options, list(extra), threads):
+            record(run, code, output)
+    else:
+        log(f"{len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run, {jobs} at a time")
+        threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            for run, (code, output) in zip(todo, pool.map(lambda r: execute_run(r, out, options, extra, threads),
+                                                         todo)):
+                record(run, code, output)
     rows = summarize(out, runs)
     if failures:
         raise SweepFailed(failures, len(todo), rows)

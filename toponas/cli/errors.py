@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -49,8 +50,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = _user_errors()
 
 
 def fail(message: str, code: int = USER_ERROR) -> NoReturn:
-    """Print ``error: message`` (one line) on stderr and exit with ``code``."""
-    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    """Print ``error: message`` (one line) on stderr and exit with ``code`` (under torchrun: rank 0 prints it)."""
+    if os.environ.get("RANK", "0") in ("0", ""):
+        click.echo(f"error: {' '.join(str(message).split())}", err=True)
     sys.exit(code)
 
 

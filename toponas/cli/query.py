@@ -8,6 +8,7 @@ as the ``--strategy`` choices; nothing else there knows query-based search.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def _supernet_entry(ctx: click.Context, command: Callable[..., Any], options: di
 def _query_entry(ctx: click.Context, command: Callable[..., Any], options: dict[str, Any]) -> None:
     """A query-based strategy: :class:`toponas.query.QuerySearch` with the options it uses."""
     oracle = options["oracle"] or "benchmark"
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        fail(f"{options['strategy']} is a query-based strategy and does not run over several processes; run it "
+             "without torchrun (or spread many runs with toponas sweep)")
     unused = [n for n in options if n not in QUERY_USES + QUERY_ONLY + TRAIN_OPTIONS and given(ctx, n)]
     if oracle != "train":
         unused += [n for n in TRAIN_OPTIONS if given(ctx, n)]

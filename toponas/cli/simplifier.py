@@ -80,10 +80,12 @@ def verify(space: str, mode: str, seed: int, trials: int) -> None:
               help="--scaling: comma-separated spaces (registered names or .json declarations).")
 @click.option("--out", "out_dir", default="runs/scaling", show_default=True, type=click.Path(),
               help="--scaling: directory for scaling-<device>.json/.md/.png.")
+@click.option("--compile", is_flag=True, help="torch.compile every configuration's network; the compile time "
+              "(first warm-up step) and the recompilations during the timed steps are reported apart.")
 @click.pass_context
 def profile(ctx: click.Context, space: str, strategy: str, modes: str, topo_disable: tuple[str, ...], channels: int,
             cells: int | None, batch_size: int, image_size: int, steps: int, warmup: int, device: str,
-            no_single: bool, json_path: str | None, scaling: bool, spaces: str, out_dir: str) -> None:
+            no_single: bool, json_path: str | None, scaling: bool, spaces: str, out_dir: str, compile: bool) -> None:
     """Time and memory of one search step per simplifier mode, interleaved on the same batch.
 
     With --scaling: the same over several spaces (off, full and the largest single network of each),
@@ -99,8 +101,8 @@ def profile(ctx: click.Context, space: str, strategy: str, modes: str, topo_disa
         return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
     if scaling:
-        clash = [f"--{n.replace('_', '-')}" for n in ("space", "modes", "topo_disable", "no_single", "json_path")
-                 if given(n)]
+        clash = [f"--{n.replace('_', '-')}" for n in ("space", "modes", "topo_disable", "no_single", "json_path",
+                                                      "compile") if given(n)]
         if clash:
             fail(f"--scaling runs off and full with the single network over --spaces and writes into --out; "
                  f"drop {', '.join(clash).replace('--modes', '--topo').replace('--json-path', '--json')}", USAGE)
@@ -115,20 +117,26 @@ def profile(ctx: click.Context, space: str, strategy: str, modes: str, topo_disa
         fail(f"unknown --topo mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}")
     dev = resolve_device(device)
     load_space(space)  # a clear error for an unknown space before any work
+    if compile:
+        from ..runtime.compiled import check_compile
+
+        check_compile(dev)
+        if warmup < 1:
+            fail("--compile needs --warmup 1 or more (the first step compiles, and is reported apart)")
     if json_path:
         check_writable(json_path, what="--json")  # before minutes of measuring
     rows = run_profile(space, strategy, mode_list, channels=channels, cells=cells, batch_size=batch_size,
                        image_size=image_size, steps=steps, warmup=warmup, device=dev, disable=topo_disable,
-                       single=not no_single, log=lambda m: click.echo(m, err=True))
+                       single=not no_single, log=lambda m: click.echo(m, err=True), compile=compile)
     click.echo(f"{space}, {strategy}, C={channels}, N={cells or 'default'}, batch {batch_size}, "
                f"{image_size}x{image_size}, device {dev}, torch threads {torch.get_num_threads()}, "
-               f"median of {steps} interleaved steps")
+               f"median of {steps} interleaved steps" + (", torch.compile" if compile else ""))
     click.echo(format_table(rows))
     if json_path:
         write_json(Path(json_path), {
             "space": space, "strategy": strategy, "channels": channels, "cells": cells,
             "batch_size": batch_size, "image_size": image_size, "device": str(dev), "steps": steps,
-            "torch": torch.__version__, "rows": rows_to_json(rows)})
+            "torch": torch.__version__, "compile": compile, "rows": rows_to_json(rows)})
 
 
 def _profile_scaling(strategy: str, spaces: str, channels: int, cells: int | None, batch_size: int, image_size: int,

@@ -27,9 +27,20 @@ from .layers import parse_pairs
 @click.option("--set", "sets", multiple=True, metavar="OPTION=VALUE",
               help="Override a budget option, e.g. --set epochs=20 --set subset=5000.")
 @click.option("--summary-only", is_flag=True, help="Only rebuild summary.csv / summary.md from finished runs.")
+@click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: a pool of --jobs processes here; ray: one Ray task per run (needs the ray extra).")
+@click.option("--address", help="--backend ray: the cluster (host:port, ray://host:port or auto) [default: a new "
+              "local Ray instance].")
+@click.option("--cpus-per-run", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="--backend ray: CPUs each run's task asks for (also its thread count).")
+@click.option("--gpus-per-run", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="--backend ray: GPUs each run's task asks for (fractions share a GPU).")
 def sweep(out: str, strategies: str, modes: str, seeds: str, budget: str, jobs: int, dataset: str,
-          data: str | None, benchmark: str | None, sets: tuple[str, ...], summary_only: bool) -> None:
-    """Run a grid of searches (strategies x topo modes x seeds), resumable, and summarize it."""
+          data: str | None, benchmark: str | None, sets: tuple[str, ...], summary_only: bool, backend: str,
+          address: str | None, cpus_per_run: float, gpus_per_run: float) -> None:
+    """Run a grid of searches (strategies x topo modes x seeds), resumable, and summarize it.
+
+    The runs go to a local pool (default) or, with --backend ray, to a Ray cluster as tasks."""
     from ..runtime import check_writable
     from ..sweep import BUDGETS, SweepFailed, plan, summarize
     from ..sweep import markdown as to_markdown
@@ -55,12 +66,15 @@ def sweep(out: str, strategies: str, modes: str, seeds: str, budget: str, jobs: 
         options["data"] = str(Path(data).resolve())
     if benchmark:
         options["benchmark"] = str(Path(benchmark).resolve())
+    if address and backend != "ray":
+        fail("--address is for --backend ray")
     check_writable(out, directory=True, what="--out")
     if summary_only:
         rows = summarize(out, plan(names, mode_list, seed_list))
     else:
         try:
-            rows = run_sweep(out, names, mode_list, seed_list, options, jobs=jobs, log=click.echo)
+            rows = run_sweep(out, names, mode_list, seed_list, options, jobs=jobs, log=click.echo, backend=backend,
+                             address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
         except SweepFailed as e:
             if e.rows:
                 click.echo(to_markdown(e.rows))

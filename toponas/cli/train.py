@@ -59,9 +59,11 @@ TRAIN_OPTIONS = ("dataset", "data", "cache_dir", "subset", "epochs", "batch_size
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files into OUT/tensorboard.")
+@click.option("--compile", is_flag=True, help="torch.compile the network's forward and backward "
+              "(reduce-overhead on CUDA, default elsewhere); the first step compiles.")
 @click.pass_context
 def train(ctx: click.Context, arch: str, space: str | None, preset: str | None, resume: bool, no_progress: bool,
-          tensorboard: bool, **options: Any) -> None:
+          tensorboard: bool, compile: bool, **options: Any) -> None:
     """Train the discrete network of ARCH from scratch and test it.
 
     ARCH is a cell string, a search's result.json or run directory (its genotype), or a training
@@ -88,7 +90,7 @@ def train(ctx: click.Context, arch: str, space: str | None, preset: str | None, 
                                      **{**defaults, **run_defaults, **explicit})
     config = config.replace(source=source.origin)
     runner = Trainer(config, resume=resume, progress=show_progress(no_progress), log=click.echo,
-                     command=["toponas", *sys.argv[1:]], tensorboard=tensorboard)
+                     command=["toponas", *sys.argv[1:]], tensorboard=tensorboard, compile=compile)
     result = runner.run()
     click.echo(summary(result))
     if not runner.noop:

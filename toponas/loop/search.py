@@ -21,6 +21,7 @@ from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
 from ..runtime import peak_memory, resolve_device, step_seed, write_json
+from ..runtime.distributed import GradientAverage
 from ..runtime.loop import Diverged, RunLoop
 from ..runtime.provenance import provenance
 from ..runtime.signals import Interrupted
@@ -96,9 +97,10 @@ class Search(RunLoop):
         interrupt_after: int | None = None,
         command: list[str] | None = None,
         tensorboard: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, compile=compile)
         self.config = config
         self.command = command
         self.extended_from: int | None = None
@@ -114,6 +116,11 @@ class Search(RunLoop):
             raise ConfigError(str(e)) from None
         self.hyper = self.strategy.hyper
         validate_hyper(self.hyper)
+        self.world.check_batch(cfg.batch_size)
+        if self.world.distributed and not type(self.strategy).data_parallel:
+            raise ConfigError(f"{cfg.strategy} does not run over several processes (its state follows each "
+                              "process's own losses or data, not only averaged gradients); run it in one process, "
+                              "or spread many runs with toponas sweep")
 
     @property
     def epochs(self) -> int:
@@ -155,7 +162,8 @@ class Search(RunLoop):
 
     def setup(self, state: dict[str, Any] | None) -> None:
         cfg = self.config
-        self.device = resolve_device(cfg.device)
+        self.device = self.world.device(resolve_device(cfg.device))
+        self.world.init(self.device)
         self.benchmark = resolve_benchmark(cfg.benchmark)
         self._lookup_failed = False
         if self.benchmark is not None and cfg.dataset not in self.benchmark.datasets:
@@ -182,10 +190,11 @@ class Search(RunLoop):
                                           self.ds.num_classes)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
         model = self.strategy.prepare_supernet(model, state["epoch"] if state is not None else 0)
-        self.model = self._simplify(model)
+        self.model = self.compiled(self._simplify(model))
         self.strategy.to(self.device)
         self.ctx = self.strategy.make_context(self.model)
         w_opt, a_opt = self.ctx.w_optimizer, self.ctx.a_optimizer
+        self.averager = GradientAverage(self.world)
 
         if state is not None:
             try:
@@ -200,10 +209,11 @@ class Search(RunLoop):
             self.log(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}")
         else:
             self.log(self.header(len(w_idx), len(a_idx)))
-        self.out.mkdir(parents=True, exist_ok=True)
-        resolved = cfg.to_dict()
-        resolved["resolved_hyper"] = vars(self.hyper)
-        write_json(self.out / "config.json", resolved, only_if_changed=True)
+        if self.world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            resolved = cfg.to_dict()
+            resolved["resolved_hyper"] = vars(self.hyper)
+            write_json(self.out / "config.json", resolved, only_if_changed=True)
 
     def header(self, n_weights: int, n_arch: int) -> str:
         """The first lines of a run's log: data, space, strategy, simplifier, device, resolved hyperparameters."""
@@ -214,7 +224,8 @@ class Search(RunLoop):
             f"topo={cfg.topo}" + (f" without {', '.join(cfg.topo_disable)}" if cfg.topo_disable else ""),
             f"data   {ds.name}: {len(ds.train_y)} training images ({n_weights} weight / {n_arch} architecture), "
             f"{ds.num_classes} classes, {ds.image_size}x{ds.image_size}, batch {cfg.batch_size}, seed {cfg.seed}",
-            f"device {self.device}",
+            f"device {self.device}" + (f" (rank 0 of {self.world.size} processes, {cfg.batch_size // self.world.size} "
+                                        "images each per batch)" if self.world.distributed else ""),
             f"hyper  {hp}",
         ])
 
@@ -251,16 +262,37 @@ class Search(RunLoop):
         return {"w_loss": 0.0, "w_correct": 0, "a_loss": 0.0, "a_correct": 0, "n": 0, "seconds": 0.0}
 
     def take_step(self, epoch: int, step: int, steps: int, batch) -> tuple[dict, dict, int]:
+        if self.world.distributed:
+            return self._distributed_step(batch)
         x_w, y_w, x_a, y_a = batch
         stats = self.strategy.step(self.ctx, x_w, y_w, x_a, y_a)
         losses = {"w_loss": stats.w_loss.item(), "a_loss": stats.a_loss.item()}  # also synchronizes the device
         return losses, {"w_correct": int(stats.w_correct), "a_correct": int(stats.a_correct)}, stats.batch
+
+    def _distributed_step(self, batch) -> tuple[dict, dict, int]:
+        """This process's share of the global batch, gradients averaged across processes, global figures."""
+        total = int(batch[1].shape[0])
+        x_w, y_w, x_a, y_a = self.world.shard(batch)
+        self.averager.attach([*self.model.parameters(), *self.strategy.parameters()])
+        self.averager.set_batch(int(y_w.shape[0]), total)
+        stats = self.strategy.step(self.ctx, x_w, y_w, x_a, y_a)
+        n = stats.batch
+        sums = torch.tensor([float(stats.w_loss) * n, float(stats.w_correct), float(stats.a_loss) * n,
+                             float(stats.a_correct)], dtype=torch.float64)
+        torch.distributed.all_reduce(sums)
+        w_loss, w_correct, a_loss, a_correct = sums.tolist()
+        return ({"w_loss": w_loss / total, "a_loss": a_loss / total},
+                {"w_correct": round(w_correct), "a_correct": round(a_correct)}, total)
 
     def postfix(self, losses: dict, sums: dict) -> dict[str, str]:
         return {"loss": f"{losses['w_loss']:.3f}", "acc": f"{sums['w_correct'] / sums['n']:.3f}",
                 "arch_loss": f"{losses['a_loss']:.3f}"}
 
     def end_epoch(self, epoch: int, sums: dict) -> None:
+        if not self.world.in_step([self.strategy.state_dict(), *self.model.parameters()]):
+            raise ConfigError(f"the processes drifted apart in epoch {epoch + 1}: {self.config.strategy} changes its "
+                              "state from more than the averaged gradients (e.g. from this process's own losses); "
+                              "run it in one process")
         cell = self.strategy.derive()
         n = max(sums["n"], 1)
         probabilities = self.strategy.probabilities()
@@ -290,7 +322,7 @@ class Search(RunLoop):
             line += "  " + "  ".join(f"{k} {v:.2f}" for k, v in bench.items())
         self.log(line)
         self.strategy.after_epoch(self.ctx, epoch, self._simplify)  # may change the supernet
-        self.model = self.ctx.model
+        self.model = self.compiled(self.ctx.model)
 
     def _lookup(self, cell) -> dict | None:
         if self.benchmark is None:
@@ -317,6 +349,11 @@ class Search(RunLoop):
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from
+        if self.compile:
+            from ..runtime.compiled import compile_mode
+
+            extras["compiled"] = {"mode": compile_mode(self.device), "first_step_ms": self.step_ms[0] if self.step_ms
+                                  else None}  # the first step of this process includes compiling
         decision = separation.verdict(self.history, threshold=cfg.decided_margin)
         if not decision.decided:
             self.log(f"warning: not decided: {decision.reason}")
@@ -348,7 +385,8 @@ class Search(RunLoop):
             cell_connected=connected,
             extras=extras,
         )
-        write_json(self.out / "result.json", result.to_dict())
+        if self.world.is_main:
+            write_json(self.out / "result.json", result.to_dict())
         return result
 
 

@@ -3,7 +3,9 @@
 Per epoch: steps from a resumable batch order, each with its own RNG seed (so a resumed run ends
 bitwise equal to an uninterrupted one on the same device), a NaN guard, the progress bar, per-step
 timing, partial-epoch sums kept in the checkpoint, and the stop signals (SIGINT, SIGTERM): the
-step finishes, the state is saved, the run stops with exit 130 or 143. A subclass supplies what
+step finishes, the state is saved, the run stops with exit 130 or 143. Under ``torchrun`` (see
+``toponas.runtime.distributed``) every process runs the loop, rank 0 alone prints and writes files,
+and a stop signal on any process stops all of them after the same step. A subclass supplies what
 one step is, what an epoch ends with, what its checkpoint holds and what its result is.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +26,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .distributed import World
 from .files import atomic_write_bytes
 from .seeding import step_seed
 from .signals import Interrupted, StopSignals
@@ -71,8 +75,12 @@ class RunLoop:
 
     def __init__(self, out: str | Path, resume: bool = False, progress: bool = True,
                  log: Callable[[str], None] = print, interrupt_after: int | None = None,
-                 tensorboard: bool = False) -> None:
+                 tensorboard: bool = False, compile: bool = False) -> None:
         self.out = Path(out)
+        self.compile = compile  # torch.compile the network a step runs (toponas.runtime.compiled)
+        self.world = World.from_env()
+        if not self.world.is_main:  # rank 0 alone prints and writes
+            log, progress, tensorboard = (lambda line: None), False, False
         self.tensorboard = tensorboard
         self._writer = None
         self.resume = resume
@@ -138,9 +146,21 @@ class RunLoop:
         raise NotImplementedError
 
     # -- the loop ----------------------------------------------------------------------------------
+    def compiled(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` with its forward compiled in place when the run has ``compile`` (each module once)."""
+        if self.compile:
+            from .compiled import check_compile, compile_module
+
+            check_compile(self.device)
+            if getattr(module, "_compiled_call_impl", None) is None:
+                compile_module(module, self.device)
+        return module
+
     def log(self, line: str) -> None:
-        """Print a line and append it to ``RUN/log.txt`` (the log of the whole run)."""
+        """Print a line and append it to ``RUN/log.txt`` (the log of the whole run; rank 0 only)."""
         self._print(line)
+        if not self.world.is_main:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         try:
             with open(self.out / "log.txt", "a") as f:
@@ -152,6 +172,8 @@ class RunLoop:
 
     def write_metrics(self) -> None:
         """``RUN/metrics.csv``: one row per finished epoch (its scalar figures), and TensorBoard scalars if asked."""
+        if not self.world.is_main:
+            return
         rows = [{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                 for r in self.history]
         write_csv(self.out / METRICS_CSV, rows)
@@ -184,6 +206,7 @@ class RunLoop:
         for key in ("config", "epoch", "step", "model", "history"):
             if key not in state:
                 raise ConfigError(f"{ckpt} is not a checkpoint of this command (no {key!r}); choose another --out")
+        self.world.check_resume(int(state.get("world_size", 1)))
         self.check_saved(state)
         return state
 
@@ -194,9 +217,11 @@ class RunLoop:
         self.seconds, self.partial = state["seconds"], state.get("partial")
 
     def save(self, epoch: int, step: int, partial: dict | None) -> None:
+        if not self.world.is_main:
+            return
         save_checkpoint(self.out / CHECKPOINT, {
             **self.checkpoint_state(), "epoch": epoch, "step": step, "history": self.history,
-            "step_ms": self.step_ms, "seconds": self.seconds, "partial": partial})
+            "step_ms": self.step_ms, "seconds": self.seconds, "partial": partial, "world_size": self.world.size})
 
     def run(self) -> Any:
         """Run (or continue) the run and write its result; a finished run resumed as it was changes no file."""
@@ -218,7 +243,10 @@ class RunLoop:
         finally:
             if self._writer is not None:
                 self._writer.close()
-        return self.finish()
+        try:
+            return self.finish()
+        finally:
+            self.world.close()
 
     def _stopped(self, where: str) -> Interrupted:
         return self.interrupted(f"stopped {where}; state saved in {self.out}. "
@@ -257,6 +285,8 @@ class RunLoop:
                 self.interrupt_after -= 1
                 if self.interrupt_after <= 0:
                     self.signals.request()
+            if self.world.distributed and self.world.any(self.signals.stopping):
+                self.signals.request(signal.SIGTERM)  # another process was stopped (a no-op if this one was)
             if self.signals.stopping and step + 1 < steps:
                 bar.close()
                 self.save(epoch, step + 1, sums)

@@ -50,6 +50,7 @@ class AdvantageNAS(SinglePathStrategy):
     """One sampled single path per step; distribution update from the gates' gradient."""
 
     name = "advantage"
+    data_parallel = False  # its reward baseline follows this process's losses
     Hyper = AdvantageHyper
 
     def __init__(self, space, hyper: AdvantageHyper | None = None) -> None:

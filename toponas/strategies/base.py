@@ -126,6 +126,10 @@ class Strategy(nn.Module):
     contract: ClassVar[str] = "supernet"  # the search entry dispatches on it (query-based: toponas.query)
     #: The space families (``space.family``) this strategy searches; ``None``: every space.
     families: ClassVar[tuple[str, ...] | None] = None
+    #: Whether every change of the strategy's state follows from gradients, so that the processes of one
+    #: ``torchrun`` search (which average every gradient) stay equal; False where it also follows each
+    #: process's own losses or data (rewards, kept batches, evolution), which a search over processes refuses.
+    data_parallel: ClassVar[bool] = True
     Hyper: ClassVar[type[Hyper]] = Hyper
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:

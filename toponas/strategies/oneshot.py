@@ -94,6 +94,7 @@ class OneShot(Strategy):
     """A supernet trained one sampled path at a time, then searched by evolution (SPOS itself)."""
 
     name: ClassVar[str] = "spos"
+    data_parallel: ClassVar[bool] = False  # keeps this process's architecture batches for its evolution
     Hyper: ClassVar[type[Hyper]] = OneShotHyper
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:

@@ -57,6 +57,7 @@ class PARSEC(SinglePathStrategy):
     """PARSEC with a fixed number of samples per step (see the module docstring)."""
 
     name = "parsec"
+    data_parallel = False  # its importance weights follow this process's losses (fp-nas too)
     Hyper = ParsecHyper
 
     def __init__(self, space, hyper: ImportanceHyper | None = None) -> None:

@@ -64,9 +64,13 @@ class Trainer(RunLoop):
 
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True,
                  log: Callable[[str], None] = print, interrupt_after: int | None = None,
-                 space: Any = None, command: list[str] | None = None, tensorboard: bool = False) -> None:
+                 space: Any = None, command: list[str] | None = None, tensorboard: bool = False,
+                 compile: bool = False) -> None:
         super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, compile=compile)
+        if self.world.distributed:
+            raise ConfigError("toponas train runs in one process (torchrun spreads toponas search only); run it "
+                              "without torchrun")
         self.config = config
         self.space = space
         self.command = command
@@ -115,7 +119,7 @@ class Trainer(RunLoop):
         self.mult_adds = count_mult_adds(model, (3, self.ds.image_size, self.ds.image_size))
 
         self.memory_format = torch.channels_last if cuda else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format).train()
+        self.model = self.compiled(model.to(self.device, memory_format=self.memory_format).train())
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.amp_dtype = None
