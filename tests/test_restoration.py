@@ -173,3 +173,73 @@ def test_grey_images_in_a_colour_run_are_one_error_line(tmp_path) -> None:
     line = one_error_line(invoke("search", "--task", "denoise", "--space", "mod-nas", "--data", str(tmp_path),
                                  "--patch-size", "16", *TINY, "--out", str(tmp_path / "run")))
     assert "pass --grey" in line
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Five small smooth colour pictures (a folder: four training images, one test image)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:40, 0:40] / 40.0
+    for i in range(5):
+        rgb = np.stack([np.sin(3 * xx + i), np.cos(2 * yy - i), xx * yy], -1) * 0.4 + 0.5
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+STEP = ["--epochs", "1", "--patches", "4", "--batch-size", "2", "--patch-size", "16", "--channels", "2",
+        "--device", "cpu", "--no-progress"]
+
+
+@pytest.mark.parametrize("args", [
+    ["--task", "denoise", "--space", "mod-nas", "--strategy", "darts-v1", "--sigma", "25", "--cells", "1"],
+    ["--task", "sr", "--space", "trilevel", "--strategy", "gdas", "--scale", "2", "--cells", "2", "--topo", "exact"],
+])
+def test_one_step_search_retrain_export_report(tmp_path, photos, args) -> None:
+    import json
+
+    run = tmp_path / "search"
+    r = invoke("search", *args, "--data", str(photos), *STEP, "--out", str(run))
+    assert r.exit_code == 0, r.output
+    result = json.loads((run / "result.json").read_text())
+    assert math.isfinite(result["psnr"]) and 0 < result["ssim"] <= 1 and result["task"] == args[1]
+    assert (run / "examples" / "p4.png").is_file()
+    space = create_space(args[3])
+    assert space.parse(result["genotype"])  # a genotype of the space
+    r = invoke("train", str(run), "--epochs", "1", "--patches", "4", "--batch-size", "2", "--device", "cpu",
+               "--no-progress", "--out", str(tmp_path / "train"))
+    assert r.exit_code == 0, r.output
+    trained = json.loads((tmp_path / "train" / "train.json").read_text())
+    assert trained["arch"] == result["genotype"] and math.isfinite(trained["psnr"]) and trained["ssim"] > 0
+    assert ("input_psnr" if args[1] == "denoise" else "bicubic_psnr") in trained
+    r = invoke("export", str(tmp_path / "train"), "--out", str(tmp_path / "net.pt"))
+    assert r.exit_code == 0 and "outputs equal" in r.output, r.output
+    r = invoke("report", str(tmp_path / "train"))
+    page = (tmp_path / "train" / "report" / "report.md").read_text()
+    assert r.exit_code == 0 and "## Restoration" in page and "examples/p4.png" in page
+    assert (tmp_path / "train" / "report" / "examples" / "p4.png").is_file()
+
+
+def test_retraining_at_another_scale_or_colour_is_one_error_line(tmp_path, photos) -> None:
+    run = tmp_path / "search"
+    assert invoke("search", "--task", "sr", "--space", "trilevel", "--cells", "1", "--data", str(photos), *STEP,
+                  "--out", str(run)).exit_code == 0
+    line = one_error_line(invoke("train", str(run), "--scale", "4", "--out", str(tmp_path / "t")))
+    assert "searched for x2, not --scale 4" in line
+    line = one_error_line(invoke("train", str(run), "--grey", "--out", str(tmp_path / "t")))
+    assert "searched a colour network" in line
+    line = one_error_line(invoke("train", "baseline:dncnn", "--task", "sr", "--out", str(tmp_path / "t")))
+    assert "denoise baseline" in line
+    assert not (tmp_path / "t" / "train.json").exists()
+
+
+def test_baselines_train_with_the_same_loop(tmp_path, photos) -> None:
+    import json
+
+    for arch, task in (("baseline:dncnn:3", "denoise"), ("baseline:fsrcnn:8,4,1", "sr"), ("baseline:espcn:8,4", "sr")):
+        out = tmp_path / arch.split(":")[1]
+        r = invoke("train", arch, "--task", task, "--data", str(photos), "--epochs", "1", "--patches", "2",
+                   "--batch-size", "2", "--patch-size", "16", "--channels", "4", "--device", "cpu", "--no-progress",
+                   "--out", str(out))
+        assert r.exit_code == 0, r.output
+        assert math.isfinite(json.loads((out / "train.json").read_text())["psnr"])

@@ -8,6 +8,7 @@ from typing import Any
 from ..config import ConfigError
 from ..loop.task import Prepared
 from ..spaces.mixed import Mixing
+from .figures import save_examples
 from .images import load_images
 from .task import RestorationBatches, RestorationTask
 
@@ -62,11 +63,12 @@ class RestoreSearchTask:
         weights = {g: w.to(search.device) for g, w in space.one_hot(arch).items()}
         model.eval()
         try:
-            scores = self.step_task.evaluate(lambda x: model(x, Mixing(weights)), self.images, search.device)
+            scores = self.step_task.evaluate(lambda x: model(x, Mixing(weights)), self.images, search.device, keep=3)
         finally:
             model.train()
+        save_examples(scores["examples"], self.images.test_names, search.out)  # what `report` shows
         return {"task": self.name, "psnr": scores["psnr"], "ssim": scores["ssim"],
-                "test_images": scores["per_image"], "restoration": self.summary()}
+                "test_scores": scores["per_image"], "restoration": self.summary()}
 
     def summary(self) -> dict[str, Any]:
         t = self.step_task

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from .mixed import Mixing
 from .primitives import BN, TRAIN_BN, OpSpec, build_chain
-from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec
+from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec, output_conv
 
 MOD_OPS = ("conv_1x1", "conv_3x3", "conv_5x5", "dil_conv_3x3")
 WIDTHS = (0.5, 0.75, 1.0)
@@ -104,7 +104,7 @@ def head_module(in_channels: int, channels: int) -> nn.Sequential:
 
 
 def tail_module(channels: int, in_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(channels, in_channels, 3, padding=1)
+    return output_conv(nn.Conv2d(channels, in_channels, 3, padding=1))
 
 
 class ModSupernet(nn.Module):

@@ -100,6 +100,20 @@ class DagNet(nn.Module):
         return out[0] + out[-1] if self.residual else out[-1]
 
 
+OUTPUT_INIT = 0.1
+
+
+def output_conv(conv: nn.Module) -> nn.Module:
+    """The last (image-producing) layer of a restoration network, its default initialization scaled by
+    :data:`OUTPUT_INIT`: the network starts near its skip (the noisy input, bicubic) instead of adding noise.
+    The spaces and the baselines (:mod:`toponas.restoration.baselines`) all do it."""
+    with torch.no_grad():
+        conv.weight.mul_(OUTPUT_INIT)
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return conv
+
+
 @torch.no_grad()
 def copy_sliced(net: nn.Module, supernet: nn.Module, rename: Callable[[str], str | None]) -> None:
     """Copy the supernet's tensors into ``net`` by state-dict key (``rename`` maps a net key to the supernet's,
@@ -116,4 +130,4 @@ def copy_sliced(net: nn.Module, supernet: nn.Module, rename: Callable[[str], str
         t.copy_(value[tuple(slice(0, n) for n in t.shape)] if t.dim() else value)
 
 
-__all__ = ["DagUnit", "DagNet", "conv_op", "op_spec", "dag_edges", "copy_sliced"]
+__all__ = ["DagUnit", "DagNet", "conv_op", "op_spec", "dag_edges", "copy_sliced", "output_conv"]

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from .mixed import Mixing
 from .primitives import BN, TRAIN_BN, OpSpec, build_chain
-from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec
+from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec, output_conv
 
 KINDS = ("conv", "dil_conv", "skip_connect", "none")
 KERNELS = (3, 5)
@@ -144,7 +144,7 @@ class Tail(nn.Module):
 
     def __init__(self, channels: int, in_channels: int, scale: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1)
+        self.conv = output_conv(nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1))
         self.shuffle = nn.PixelShuffle(scale)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
