@@ -243,3 +243,13 @@ def test_baselines_train_with_the_same_loop(tmp_path, photos) -> None:
                    "--out", str(out))
         assert r.exit_code == 0, r.output
         assert math.isfinite(json.loads((out / "train.json").read_text())["psnr"])
+
+
+@pytest.mark.parametrize("name", ["mod-nas", "trilevel"])
+def test_profile_runs_restoration_spaces_and_full_keeps_less_for_backward(name) -> None:
+    from toponas.profiling import profile
+
+    rows = {r.name: r for r in profile(name, "darts-v1", ("off", "full"), channels=4, batch_size=2, image_size=8,
+                                       steps=1, warmup=0)}
+    assert set(rows) == {"topo=off", "topo=full", "largest single network"}
+    assert rows["topo=full"].saved_activation_bytes < rows["topo=off"].saved_activation_bytes
