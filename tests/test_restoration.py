@@ -253,3 +253,20 @@ def test_profile_runs_restoration_spaces_and_full_keeps_less_for_backward(name) 
                                        steps=1, warmup=0)}
     assert set(rows) == {"topo=off", "topo=full", "largest single network"}
     assert rows["topo=full"].saved_activation_bytes < rows["topo=off"].saved_activation_bytes
+
+
+def test_bad_task_through_a_config_file_and_the_python_api(tmp_path) -> None:
+    import json
+
+    import toponas
+    from toponas.config import ConfigError
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"task": "sr", "space": "trilevel", "scale": 7}))
+    line = one_error_line(invoke("search", "--config", str(config), "--out", str(tmp_path / "run")))
+    assert "--scale must be one of 2, 3, 4" in line
+    with pytest.raises(ConfigError, match="unknown task 'segment'"):
+        toponas.search(task="segment", space="mod-nas", out=str(tmp_path / "api"))
+    with pytest.raises(ConfigError, match="--sigma must lie in"):
+        toponas.search(task="denoise", space="mod-nas", sigma=-1.0, out=str(tmp_path / "api"))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "api").exists()
