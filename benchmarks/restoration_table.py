@@ -150,7 +150,7 @@ def markdown(rows: list[dict]) -> str:
                      f"{statistics.mean(r[ref] for r in mine):.2f} | | 0 | 0 |")
         lines.append("")
         for r in mine:
-            lines.append(f"- seed {r['seed']}: found `{r['genotype']}`; " + ", ".join(
+            lines.append(f"- seed {r['seed']}: " + ", ".join(
                 f"{k} `{r[k]['arch']}` {r[k]['psnr']:.2f} dB" for k in others))
         lines.append("")
     return "\n".join(lines)
