@@ -19,5 +19,5 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     $PIP install -q "${TOPONAS_TORCH:-torch==2.13.0}"
   fi
 fi
-$PIP install -q -e ".[dev,digits,report,ray]"
+$PIP install -q -e ".[dev,digits,report,ray,restoration]"
 .venv/bin/python -c "import torch, toponas; print('toponas', toponas.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"

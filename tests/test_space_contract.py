@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from toponas import topo
+from toponas.restoration.task import RestorationTask
 from toponas.spaces import SPACES, create_space
 from toponas.spaces.protocol import SearchUnit, search_units
 from toponas.strategies import STRATEGIES, create_strategy
+from toponas.strategies.base import CLASSIFICATION
 
 CHANNELS, SIZE, BATCH = 4, 8, 4
 
@@ -43,6 +45,17 @@ def batch():
     g = torch.Generator().manual_seed(1)
     return (torch.randn(BATCH, 3, SIZE, SIZE, generator=g), torch.randint(0, 5, (BATCH,), generator=g),
             torch.randn(BATCH, 3, SIZE, SIZE, generator=g), torch.randint(0, 5, (BATCH,), generator=g))
+
+
+def task_batch(space):
+    """``(task, batch, network output shape)``: classification with 5 classes, or a restoration space's images."""
+    if getattr(space, "family", None) != "restoration":
+        return CLASSIFICATION, batch(), (BATCH, 5)
+    task = RestorationTask(space.tasks[0], scale=max(space.out_scale, 2))
+    shape = space.output_shape(BATCH, SIZE)
+    g = torch.Generator().manual_seed(1)
+    x_w, _, x_a, _ = batch()
+    return task, (x_w, torch.randn(shape, generator=g), x_a, torch.randn(shape, generator=g)), shape
 
 
 @pytest.mark.parametrize("name", SPACES.names())
@@ -89,6 +102,8 @@ def test_every_strategy_steps(name, strategy_name, mode, plain_supernets) -> Non
     if mode != "off":
         assert all(isinstance(u, topo.SimplifiedUnit) for _, u in search_units(model))
     ctx = strategy.make_context(model)
+    task, data, out_shape = task_batch(space)
+    ctx.task = task
     strategy.new_epoch(0, strategy.hyper.epochs)
 
     def learned():  # architecture state (alphas, codes, ...) and the supernet's weights
@@ -96,14 +111,14 @@ def test_every_strategy_steps(name, strategy_name, mode, plain_supernets) -> Non
                 if torch.is_tensor(t)]
 
     before = learned()
-    stats = strategy.step(ctx, *batch())
+    stats = strategy.step(ctx, *data)
     assert torch.isfinite(stats.w_loss) and torch.isfinite(stats.a_loss)
     # bilevel strategies move both (tests/test_strategies.py); one-shot ones only the weights
     assert any(not torch.equal(a, b) for a, b in zip(before, learned()))
     arch = strategy.derive()
     assert space.parse(str(arch)) == arch
     net = space.build_network(arch, CHANNELS, space.verify_cells, 5)
-    assert net(batch()[0]).shape == (BATCH, 5)
+    assert net(data[0]).shape == out_shape
 
 
 @pytest.mark.parametrize("mode", ["exact", "full"])

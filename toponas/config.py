@@ -74,6 +74,14 @@ class SearchConfig:
     cache_dir: str | None = None
     hyper: dict[str, Any] = field(default_factory=dict)
     decided_margin: float = DEFAULT_MARGIN  # median edge margin below which a search is "not decided"
+    # the task (toponas.loop.task): classify, or restoration (denoise, sr) with its degradation and patches
+    task: str = "classify"
+    sigma: float = 25.0  # denoise: noise standard deviation on the 0..255 scale
+    scale: int = 2  # sr: the upscaling factor
+    patch_size: int = 48  # restoration: side of the clean training patches
+    grey: bool = False  # restoration: grey (1 channel) images and networks
+    loss: str = "l1"  # restoration: l1 or l2
+    patches: int = 1024  # restoration: training patches per epoch (each of the weight and architecture halves)
 
     def __post_init__(self) -> None:
         if isinstance(self.topo_disable, list):

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import topo
@@ -71,6 +70,20 @@ def _peak(step: Callable[[], object], device: torch.device) -> int | None:
     return torch.cuda.max_memory_allocated(device) - resident
 
 
+def step_task(space, batch_size: int, image_size: int):
+    """The task of a profiled step and how its targets are drawn: 10-class labels, or a restoration space's
+    clean images (an L1 loss; the space's ``output_shape``)."""
+    if getattr(space, "family", None) == "restoration":
+        from .restoration.task import RestorationTask
+
+        task = RestorationTask(space.tasks[0], scale=max(space.out_scale, 2))
+        out = space.output_shape(batch_size, image_size)
+        return task, lambda gen: torch.randn(out, generator=gen)
+    from .strategies.base import CLASSIFICATION
+
+    return CLASSIFICATION, lambda gen: torch.randint(0, 10, (batch_size,), generator=gen)
+
+
 def largest_cell(space) -> str:
     """The architecture with the most expensive candidate everywhere (the space's own definition)."""
     return str(space.largest_genotype())
@@ -115,8 +128,8 @@ def profile(
     cells = cells or space.default_cells
     gen = torch.Generator().manual_seed(seed)
     shape = (batch_size, 3, image_size, image_size)
-    batch = [torch.randn(shape, generator=gen), torch.randint(0, 10, (batch_size,), generator=gen),
-             torch.randn(shape, generator=gen), torch.randint(0, 10, (batch_size,), generator=gen)]
+    task, target = step_task(space, batch_size, image_size)
+    batch = [torch.randn(shape, generator=gen), target(gen), torch.randn(shape, generator=gen), target(gen)]
     batch = [t.to(device) for t in batch]
     torch.manual_seed(seed)
     plain = space.build_supernet(channels, cells, 10)
@@ -126,6 +139,7 @@ def profile(
         torch.manual_seed(seed)
         strategy = create_strategy(strategy_name, space).to(device)
         ctx = strategy.make_context(runs(model))
+        ctx.task = task
         h = ctx.hyper
         strategy.new_epoch(0, h.epochs)
 
@@ -133,7 +147,7 @@ def profile(
             return strategy.step(ctx, *batch)
 
         def forward(strategy=strategy, model=model):
-            return F.cross_entropy(model(batch[0], strategy.mixing()), batch[1])
+            return task.loss(model(batch[0], strategy.mixing()), batch[1])
 
         configs[f"topo={mode}"] = (step, forward, model)
     if single:
@@ -144,10 +158,10 @@ def profile(
         def train_two(net=stepped, opt=opt):
             for x, y in ((batch[0], batch[1]), (batch[2], batch[3])):
                 opt.zero_grad(set_to_none=True)
-                F.cross_entropy(net(x), y).backward()
+                task.loss(net(x), y).backward()
                 opt.step()
 
-        configs["largest single network"] = (train_two, lambda net=net: F.cross_entropy(net(batch[0]), batch[1]),
+        configs["largest single network"] = (train_two, lambda net=net: task.loss(net(batch[0]), batch[1]),
                                              net)
 
     def seeded(fn, i: int):

@@ -311,6 +311,7 @@ def search_report(run: Path, out: Path) -> list[str]:
     ]), "", "## Derived cell", "", *_images(figures[:1]), "## Curves", "", *_images(figures[1:2]),
         "## Separation of the architecture parameters", "", *_images(figures[2:3]),
         "## Architecture weights", "", *_images(figures[3:])]
+    lines += restoration_lines(run, result, out)
     history = result.get("history") or []
     if history:
         lines += ["## Derived cell per epoch", "", "| epoch | cell | benchmark |", "| --- | --- | --- |"]
@@ -318,6 +319,13 @@ def search_report(run: Path, out: Path) -> list[str]:
             b = ", ".join(f"{k} {v:.2f}" for k, v in (h.get("benchmark") or {}).items()) or "n/a"
             lines.append(f"| {h['epoch']} | {_code(h.get('genotype', ''))} | {b} |")
     return lines
+
+
+def restoration_lines(run: Path, result: dict[str, Any], out: Path) -> list[str]:
+    """PSNR/SSIM and the test pictures of a restoration run (nothing for classification runs)."""
+    from .restoration.figures import report_lines
+
+    return report_lines(run, result, out)
 
 
 # -- training runs ---------------------------------------------------------------------------------
@@ -332,7 +340,9 @@ def train_curves(result: dict[str, Any], path: Path) -> str | None:
     axes = fig.subplots(1, 3)
     axes[0].plot(epochs, [h["loss"] for h in history], marker="o", ms=3, label="train")
     axes[0].plot([h["epoch"] for h in tested], [h["test_loss"] for h in tested], marker="o", ms=3, label="test")
-    axes[1].plot(epochs, [h["train_acc"] for h in history], marker="o", ms=3, label="train (augmented)")
+    with_acc = [h for h in history if "train_acc" in h]  # a restoration run counts no accuracy
+    axes[1].plot([h["epoch"] for h in with_acc], [h["train_acc"] for h in with_acc], marker="o", ms=3,
+                 label="train (augmented)")
     axes[1].plot([h["epoch"] for h in tested], [h["test_acc"] for h in tested], marker="o", ms=3, label="test")
     axes[2].plot(epochs, [h["lr"] for h in history], marker="o", ms=3, label="at epoch start")
     for ax, title in zip(axes, ("loss", "accuracy", "learning rate")):
@@ -363,7 +373,7 @@ def train_report(run: Path, out: Path) -> list[str]:
         ("time", f"{result.get('seconds', float('nan')):.1f} s on {result.get('device')} "
                  f"({(result.get('ms_per_step') or float('nan')):.1f} ms/step)"),
     ]), "", "## Cell", "", *_images(figures[:1]), "## Curves", "", *_images(figures[1:])]
-    return lines
+    return lines + restoration_lines(run, result, out)
 
 
 # -- sweeps ----------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from .query import SEARCH_STRATEGIES, query_dispatch
 
 # Options whose value goes into SearchConfig under the same name.
 CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size", "batch_size", "channels", "cells",
-                  "seed", "out", "benchmark", "topo", "device", "cache_dir", "topo_disable", "decided_margin")
+                  "seed", "out", "benchmark", "topo", "device", "cache_dir", "topo_disable", "decided_margin",
+                  "task", "sigma", "scale", "patch_size", "grey", "loss", "patches")
 
 
 def hyper_epilog() -> str:
@@ -37,7 +38,19 @@ def hyper_epilog() -> str:
 @query_dispatch
 @click.option("--space", default="nb201", show_default=True, help=SPACE_HELP)
 @click.option("--strategy", default="darts-v1", show_default=True, type=click.Choice(SEARCH_STRATEGIES))
-@click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS))
+@click.option("--task", default="classify", show_default=True,
+              help="classify, or image restoration: denoise (--space mod-nas), sr (--space trilevel).")
+@click.option("--sigma", default=25.0, show_default=True, type=float,
+              help="denoise: Gaussian noise sigma on the 0..255 scale (15, 25, 50).")
+@click.option("--scale", default=2, show_default=True, type=int, help="sr: the upscaling factor (2, 3, 4).")
+@click.option("--patch-size", default=48, show_default=True, type=int,
+              help="restoration: side of the clean training patches.")
+@click.option("--grey", is_flag=True, help="restoration: grey images and a 1-channel network.")
+@click.option("--loss", default="l1", show_default=True, help="restoration: l1 or l2.")
+@click.option("--patches", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="restoration: training patches per epoch.")
+@click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS + ("skimage",)),
+              help="skimage: scikit-image's bundled photographs (restoration; pip install 'toponas[restoration]').")
 @click.option("--data", type=click.Path(), help="Dataset path: official archive/batches, image folder or "
               "archive of one (downloads CIFAR into the cache when omitted and online).")
 @click.option("--subset", type=click.IntRange(min=2), help="Keep N stratified training images (quick runs).")
@@ -108,6 +121,10 @@ def resolve_config(ctx: click.Context, options: dict[str, Any], config_file: str
     changes = layered(ctx, options, CONFIG_OPTIONS, has_base)
     if not has_base or given(ctx, "out"):
         changes["out"] = options["out"]
+    if not given(ctx, "dataset") and (not has_base or given(ctx, "task")):
+        from ..loop.task import default_dataset
+
+        changes["dataset"] = default_dataset(changes.get("task", base.task))  # restoration: skimage
     hp = dict(base.hyper)
     hp.update(parse_pairs(hyper, "--hp"))
     hp.update({k: v for k, v in named.items() if v is not None})

@@ -31,8 +31,15 @@ TRAIN_OPTIONS = ("dataset", "data", "cache_dir", "subset", "epochs", "batch_size
 @click.command(epilog=_protocol_epilog())
 @click.argument("arch")
 @click.option("--space", help="Search space of ARCH [default: from the run, or the space that parses it].")
-@click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS),
-              help="[default: a run's own dataset, else cifar10]")
+@click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS + ("skimage",)),
+              help="[default: a run's own dataset, else cifar10; restoration: skimage]")
+@click.option("--task", help="Restoration: denoise or sr [default: a restoration run's own; ARCH baseline:NAME too].")
+@click.option("--sigma", type=float, help="denoise: noise sigma on 0..255 [default: the run's, else 25].")
+@click.option("--scale", type=int, help="sr: upscaling factor [default: the run's, else 2].")
+@click.option("--patch-size", type=int, help="Restoration: training patch side [default: the run's, else 48].")
+@click.option("--grey", is_flag=True, default=None, help="Restoration: grey images (as the run searched).")
+@click.option("--loss", help="Restoration: l1 or l2 [default: the run's, else l1].")
+@click.option("--patches", type=click.IntRange(min=1), help="Restoration: training patches per epoch [default: 1024].")
 @click.option("--data", type=click.Path(),
               help="Dataset path, as for search (e.g. ../shared/data/cifar10-jpeg.tar.gz).")
 @click.option("--cache-dir", type=click.Path(), help="Where decoded datasets are cached.")
@@ -74,6 +81,8 @@ def train(ctx: click.Context, arch: str, space: str | None, preset: str | None, 
     from ..training import TrainConfig, Trainer, resolve_arch, summary
     from ..training.network import read_checkpoint
 
+    if _train_restoration(ctx, arch, space, resume, no_progress, options):
+        return
     source = resolve_arch(arch, space)
     explicit = {k: options[k] for k in TRAIN_OPTIONS if given(ctx, k)}
     check_writable(options["out"], directory=True, what="--out")
@@ -95,6 +104,28 @@ def train(ctx: click.Context, arch: str, space: str | None, preset: str | None, 
     click.echo(summary(result))
     if not runner.noop:
         click.echo(f"wrote {Path(config.out) / 'train.json'} and {Path(config.out) / 'model.pt'}")
+
+
+def _train_restoration(ctx: click.Context, arch: str, space: str | None, resume: bool, no_progress: bool,
+                       options: dict[str, Any]) -> bool:
+    """Train a restoration run or baseline (``toponas.restoration``); False when ARCH is a classification one."""
+    from ..restoration.runs import RESTORE_OPTIONS, restoration_config
+    from ..restoration.train import RestoreTrainer
+    from ..restoration.train import summary as restore_summary
+    from ..runtime import check_writable
+
+    flags = {k: options[k] for k in RESTORE_OPTIONS if k in options and given(ctx, k)}
+    config = restoration_config(arch, space, flags)
+    if config is None:
+        return False
+    check_writable(config.out, directory=True, what="--out")
+    runner = RestoreTrainer(config, resume=resume, progress=show_progress(no_progress), log=click.echo,
+                            command=["toponas", *sys.argv[1:]])
+    result = runner.run()
+    click.echo(restore_summary(result))
+    if not runner.noop:
+        click.echo(f"wrote {Path(config.out) / 'train.json'} and {Path(config.out) / 'model.pt'}")
+    return True
 
 
 @click.command()

@@ -72,6 +72,9 @@ class SearchResult:
             lines.append(f"NOT DECIDED {self.decided_reason}")
         if self.cell_connected is False:
             lines.append("WARNING    the cell has no path from input to output (it scores chance)")
+        if "psnr" in self.extras:
+            lines.append(f"test       PSNR {self.extras['psnr']:.2f} dB, SSIM {self.extras['ssim']:.4f} (the derived "
+                         "network with the supernet's weights, on the test images)")
         if self.benchmark:
             lines.append("benchmark  " + ", ".join(f"{k} {v:.2f}" for k, v in self.benchmark.items()))
         return "\n".join(lines)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from .. import separation, topo
 from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
-from ..data import ImageDataset, PairedBatches, load_dataset, search_split
+from ..data import ImageDataset
 from ..runtime import peak_memory, resolve_device, step_seed, write_json
 from ..runtime.distributed import GradientAverage
 from ..runtime.loop import Diverged, RunLoop
@@ -28,6 +28,7 @@ from ..runtime.signals import Interrupted
 from ..spaces import CellError, candidate_names, create_space
 from ..strategies import STRATEGIES, create_strategy
 from .result import SearchResult
+from .task import create_task
 
 __all__ = ["RESUME_FREE", "Search", "SearchDiverged", "SearchInterrupted", "cosine_lr", "resized",
            "resolve_device", "search", "step_seed", "validate_hyper"]
@@ -109,7 +110,8 @@ class Search(RunLoop):
             raise ConfigError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES.names())}")
         if cfg.topo not in topo.MODES:
             raise ConfigError(f"unknown --topo {cfg.topo!r}; choose from {', '.join(topo.MODES)}")
-        self.space = create_space(cfg.space)
+        self.task = create_task(cfg)  # what the data, loss and result fields are (classify, denoise, sr)
+        self.space = self.task.configure_space(create_space(cfg.space))
         try:
             self.strategy = create_strategy(cfg.strategy, self.space, cfg.hyper)
         except (ValueError, NotImplementedError, TypeError) as e:  # bad hyperparameters, or not for this space
@@ -174,25 +176,16 @@ class Search(RunLoop):
             self.log(f"benchmark: $TOPONAS_BENCHMARK has no {cfg.dataset} column; not looked up for this run")
             self.benchmark = None
 
-        self.ds = load_dataset(cfg.dataset, cfg.data, cache_dir=cfg.cache_dir, progress=self.progress)
-        if cfg.image_size and cfg.image_size != self.ds.image_size:
-            self.ds = resized(self.ds, cfg.image_size)
-        factor = getattr(self.space, "downsample", 4)  # both spaces' networks halve the image twice
-        if self.ds.image_size % factor:
-            raise ConfigError(f"images of {self.ds.image_size}x{self.ds.image_size} cannot be downsampled by the "
-                              f"{cfg.space} network (the side must be a multiple of {factor}); pass --image-size "
-                              f"{max(factor, self.ds.image_size // factor * factor)}")
-        w_idx, a_idx = search_split(self.ds, cfg.subset, cfg.seed)
-        self.batches = PairedBatches(self.ds, w_idx, a_idx, cfg.batch_size, cfg.seed, self.device)
-
+        prepared = self.task.prepare(self)
+        self.batches = prepared.batches
         torch.manual_seed(cfg.seed)
-        model = self.space.build_supernet(cfg.channels, cfg.cells or self.space.default_cells,
-                                          self.ds.num_classes)
+        model = self.space.build_supernet(cfg.channels, cfg.cells or self.space.default_cells, **prepared.build)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
         model = self.strategy.prepare_supernet(model, state["epoch"] if state is not None else 0)
         self.model = self.compiled(self._simplify(model))
         self.strategy.to(self.device)
         self.ctx = self.strategy.make_context(self.model)
+        self.ctx.task = self.task.step_task
         w_opt, a_opt = self.ctx.w_optimizer, self.ctx.a_optimizer
         self.averager = GradientAverage(self.world)
 
@@ -208,22 +201,21 @@ class Search(RunLoop):
             self.restore(state)
             self.log(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}")
         else:
-            self.log(self.header(len(w_idx), len(a_idx)))
+            self.log(self.header(prepared.describe))
         if self.world.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             resolved = cfg.to_dict()
             resolved["resolved_hyper"] = vars(self.hyper)
             write_json(self.out / "config.json", resolved, only_if_changed=True)
 
-    def header(self, n_weights: int, n_arch: int) -> str:
-        """The first lines of a run's log: data, space, strategy, simplifier, device, resolved hyperparameters."""
-        cfg, ds = self.config, self.ds
+    def header(self, data_line: str) -> str:
+        """The first lines of a run's log: space, strategy, simplifier, data (the task's line), device, hyper."""
+        cfg = self.config
         hp = ", ".join(f"{k}={v}" for k, v in vars(self.hyper).items())
         return "\n".join([
             f"search {cfg.strategy} on {cfg.space} (C={cfg.channels}, N={cfg.cells or self.space.default_cells}), "
             f"topo={cfg.topo}" + (f" without {', '.join(cfg.topo_disable)}" if cfg.topo_disable else ""),
-            f"data   {ds.name}: {len(ds.train_y)} training images ({n_weights} weight / {n_arch} architecture), "
-            f"{ds.num_classes} classes, {ds.image_size}x{ds.image_size}, batch {cfg.batch_size}, seed {cfg.seed}",
+            data_line,
             f"device {self.device}" + (f" (rank 0 of {self.world.size} processes, {cfg.batch_size // self.world.size} "
                                         "images each per batch)" if self.world.distributed else ""),
             f"hyper  {hp}",
@@ -345,7 +337,7 @@ class Search(RunLoop):
                 for e, row in enumerate(a.detach().cpu().tolist())}
             for g, a in self.strategy.alphas.items()
         }
-        extras = {**self.strategy.result_extras(), **space_record(cfg.space),
+        extras = {**self.strategy.result_extras(), **space_record(cfg.space), **self.task.result_fields(self, cell),
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from

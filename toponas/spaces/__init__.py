@@ -11,8 +11,10 @@ from .darts import DartsSpace
 from .mixed import MixedEdge, Mixing
 from .mobile import MobileSpace
 from .mobile_arch import MobileSpec
+from .modnas import ModNasSpace
 from .nb201 import CANDIDATES, NB201_OPS, WIDE_OPS, NB201Space
 from .primitives import OpSpec
+from .trilevel import TrilevelSpace
 
 SPACES: Registry[NB201Space] = Registry("search space")
 SPACES.register("nb201")(lambda: NB201Space("nb201", NB201_OPS))
@@ -21,6 +23,8 @@ for _name, _ops in WIDE_OPS.items():
 SPACES.register("darts")(lambda: DartsSpace())
 SPACES.register("mobile")(lambda: MobileSpace("mobile"))
 SPACES.register("mobile-sa")(lambda: MobileSpace("mobile-sa", MobileSpec(radixes=(1, 2))))
+SPACES.register("mod-nas")(lambda: ModNasSpace("mod-nas"))  # restoration: denoising (docs/restoration.md)
+SPACES.register("trilevel")(lambda: TrilevelSpace("trilevel"))  # restoration: super-resolution
 
 
 def candidate_names(space, group: str) -> tuple[str, ...]:

@@ -216,6 +216,11 @@ class SearchSpace(Protocol):
         """FLOPs (multiply-accumulates) of the discrete network of ``arch``."""
         ...
 
+    # Optional: a space whose supernet does not return ``(batch, num_classes)`` logits (the restoration
+    # spaces return an image) says what it returns, ``output_shape(batch, size) -> shape`` on a
+    # ``(batch, 3, size, size)`` input; ``verify`` draws its probe of that shape. Such a space declares
+    # ``family = "restoration"`` and the ``tasks`` it serves (``docs/restoration.md``).
+
 
 def search_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(qualified name, module)`` of every :class:`SearchUnit` in ``model`` (outermost first, not nested)."""

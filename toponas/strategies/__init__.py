@@ -21,12 +21,20 @@ for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS, parsec.PARSEC, fpna
     STRATEGIES.register(_cls.name)(_cls)
 
 
+def restoration_strategies() -> list[str]:
+    """The strategies whose every loss goes through the step's task (they search restoration spaces)."""
+    return [n for n in STRATEGIES.names() if STRATEGIES.get(n).any_task]
+
+
 def create_strategy(name: str, space, hyper: Mapping[str, Any] | Hyper | None = None) -> Strategy:
     """Build a registered strategy for ``space``; ``hyper`` overrides its default hyperparameters."""
     cls = STRATEGIES.get(name)
     family = getattr(space, "family", None)
     if cls.families is not None and family not in cls.families:
         raise NotImplementedError(f"{name} searches {'/'.join(cls.families)} spaces, not the {space.name} space")
+    if family == "restoration" and not cls.any_task:
+        raise NotImplementedError(f"{name} computes a classification loss of its own; it cannot search the "
+                                  f"{space.name} space (restoration: {', '.join(restoration_strategies())})")
     if not isinstance(hyper, Hyper):
         hyper = cls.Hyper.resolve(hyper)
     return cls(space, hyper)

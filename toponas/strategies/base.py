@@ -81,9 +81,27 @@ def linear_schedule(start: float, end: float, epoch: int, epochs: int) -> float:
     return start - (start - end) * frac
 
 
+class Classification:
+    """The default task of a step: cross-entropy on logits, correct counts by argmax.
+
+    A task is what a step's loss and count come from (``loss(output, target)``, ``correct(output, target)``);
+    the restoration task (:class:`toponas.restoration.task.RestorationTask`) is another."""
+
+    name = "classify"
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, target)
+
+    def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (output.argmax(-1) == target).sum()
+
+
+CLASSIFICATION = Classification()
+
+
 @dataclass
 class StepContext:
-    """What a strategy needs to take one step: the supernet, its weights and both optimizers."""
+    """What a strategy needs to take one step: the supernet, its weights, both optimizers and the task."""
 
     model: nn.Module
     weights: Sequence[nn.Parameter]
@@ -92,6 +110,7 @@ class StepContext:
     hyper: Hyper
     epoch: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    task: Any = CLASSIFICATION  # loss(output, target) and correct(output, target)
 
 
 @dataclass
@@ -130,6 +149,8 @@ class Strategy(nn.Module):
     #: ``torchrun`` search (which average every gradient) stay equal; False where it also follows each
     #: process's own losses or data (rewards, kept batches, evolution), which a search over processes refuses.
     data_parallel: ClassVar[bool] = True
+    #: Whether every loss of its step goes through ``ctx.task`` (then it searches restoration spaces too).
+    any_task: ClassVar[bool] = False
     Hyper: ClassVar[type[Hyper]] = Hyper
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:
@@ -202,16 +223,16 @@ class Strategy(nn.Module):
             a_loss, a_logits = self.arch_step(ctx, x_w, y_w, x_a, y_a)
         return StepStats(
             w_loss.detach(),
-            (w_logits.argmax(-1) == y_w).sum(),
+            ctx.task.correct(w_logits.detach(), y_w),
             a_loss.detach(),
-            (a_logits.argmax(-1) == y_a).sum(),
+            ctx.task.correct(a_logits.detach(), y_a),
             int(y_w.shape[0]),
         )
 
     def forward_loss(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy of the supernet under a fresh mixing."""
+        """The task's loss (cross-entropy for classification) of the supernet under a fresh mixing."""
         logits = ctx.model(x, self.mixing())
-        return F.cross_entropy(logits, y), logits
+        return ctx.task.loss(logits, y), logits
 
     def weight_step(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
         """SGD on the supernet weights (gradients of the weights only), clipped."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 from .base import Hyper, StepContext, Strategy, grads_or_zeros
 
@@ -14,6 +13,7 @@ class DartsV1(Strategy):
     """DARTS first order: the base strategy as is (xautodl ``DARTS-V1``)."""
 
     name = "darts-v1"
+    any_task = True
 
 
 @dataclass
@@ -34,6 +34,7 @@ class DartsV2(Strategy):
 
     name = "darts-v2"
     Hyper = DartsV2Hyper
+    any_task = True
 
     def arch_step(self, ctx: StepContext, x_w, y_w, x_a, y_a):
         weights = list(ctx.weights)
@@ -51,7 +52,7 @@ class DartsV2(Strategy):
                 w.sub_(lr * (m + g + ctx.hyper.w_wd * w))
         # Validation loss at w': gradients for alpha and the direction v.
         logits = ctx.model(x_a, self.mixing())
-        val_loss = F.cross_entropy(logits, y_a)
+        val_loss = ctx.task.loss(logits, y_a)
         total = val_loss + self.regularizer(ctx.epoch)
         out = grads_or_zeros(total, alphas + weights)
         d_alpha, v = out[: len(alphas)], out[len(alphas):]

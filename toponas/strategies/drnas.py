@@ -87,6 +87,7 @@ class DrNAS(Strategy):
     """
 
     name = "drnas"
+    any_task = True
     Hyper = DrNASHyper
 
     def __init__(self, space, hyper: DrNASHyper | None = None) -> None:
@@ -210,6 +211,7 @@ class SNAS(Strategy):
     """Soft Gumbel-softmax per edge, ``softmax((alpha + g) / tau)``; every candidate runs."""
 
     name = "snas"
+    any_task = True
     Hyper = SNASHyper
 
     def __init__(self, space, hyper: SNASHyper | None = None) -> None:
@@ -242,6 +244,7 @@ class BetaDARTS(Strategy):
     """
 
     name = "beta-darts"
+    any_task = True
     Hyper = BetaDartsHyper
 
     def regularizer(self, epoch: int) -> torch.Tensor | float:

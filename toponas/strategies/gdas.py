@@ -29,6 +29,7 @@ class GDAS(Strategy):
     """
 
     name = "gdas"
+    any_task = True
     Hyper = GDASHyper
 
     def __init__(self, space, hyper: GDASHyper | None = None) -> None:

@@ -120,10 +120,12 @@ def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells
     # 1. soft weights: plain (exact) or the rules' literal formula (full), outputs and every gradient
     reference = plain if not (chosen - EXACT_RULES) else _literal_reference(plain, chosen)
     what = "plain" if reference is plain else "rule formula"
+    # a classifier's logits (batch, 10), or what the space says its output is (an image for restoration spaces)
+    out_shape = space.output_shape(batch, size) if hasattr(space, "output_shape") else (batch, 10)
     for t in range(trials):
         alpha = rand_alpha()
         x = rand(batch, 3, size, size)
-        probe = rand(batch, 10)
+        probe = rand(*out_shape)
         for train in (True, False):
             tag = f"random alpha #{t} {'train' if train else 'eval'}"
             for c in _compare(reference, simple, x, probe, alpha, None, train, exact_tol):
@@ -136,7 +138,7 @@ def verify(space, mode: str, *, rules=None, disable=(), channels: int = 8, cells
         for g, a in alpha.items():
             probs = F.softmax(a.detach(), dim=-1).float()
             index[g] = torch.multinomial(probs, 1, generator=gen).squeeze(1)
-        x, probe = rand(batch, 3, size, size), rand(batch, 10)
+        x, probe = rand(batch, 3, size, size), rand(*out_shape)
         for c in _compare(plain, simple, x, probe, alpha, index, True, exact_tol):
             report.checks.append(Check(f"sampled #{t} vs plain: {c.name}", c.diff, c.tol, c.where))
 
