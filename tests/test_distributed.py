@@ -48,7 +48,7 @@ def _use_black_data_in_float64(patch=setattr) -> None:
     which batch norm's backward (a mean over the batch of terms of both signs) amplifies to ~1e-5."""
     batches = sys.modules["toponas.data.batches"]
     normalize = batches.normalize
-    patch(sys.modules["toponas.loop.search"], "load_dataset", lambda *a, **k: black_dataset())
+    patch(sys.modules["toponas.loop.task"], "load_dataset", lambda *a, **k: black_dataset())
     patch(batches, "normalize", lambda *a: normalize(*a).double())
     torch.set_default_dtype(torch.float64)
 
