@@ -72,8 +72,14 @@ def test_build_tiny_space_and_predict_is_sum_plus_overhead(tmp_path):
         assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in one_hot.values())
     (lo, lo_arch), (hi, hi_arch) = model.extremes()
     assert lo == pytest.approx(loaded.predict(space, lo_arch)) and hi == pytest.approx(loaded.predict(space, hi_arch))
-    assert all(lo <= loaded.predict(space, a) <= hi for a in random_archs(space, 20, seed=4))
-    assert "skip" in str(lo_arch) and "k7e6" in str(hi_arch)
+    grids = torch.meshgrid(*[torch.arange(k) for g, (r, k) in space.arch_shapes.items() for _ in range(r)],
+                           indexing="ij")
+    flat = torch.stack([t.reshape(-1) for t in grids], dim=-1)  # every architecture string of the tiny space
+    choices, i = {}, 0
+    for g, (r, _) in space.arch_shapes.items():
+        choices[g], i = flat[:, i:i + r], i + r
+    every = model(choices)
+    assert float(every.min()) == pytest.approx(lo) and float(every.max()) == pytest.approx(hi)
 
 
 def test_killed_build_keeps_entries_and_resume_measures_only_the_rest(tmp_path, monkeypatch):
@@ -152,3 +158,57 @@ def test_cli_check_writes_the_fields_scripts_read(tmp_path):
     r = cli("latency", "check", "--lut", str(tmp_path / "other.json"), "--networks", "2", "--json",
             str(tmp_path / "c2.json"))
     assert r.returncode == 1 and "some other processor" in r.stderr and not (tmp_path / "c2.json").exists()
+
+
+def test_latency_term_pushes_the_expected_latency_down_and_flops_term_too():
+    from toponas.hardware.budget import Budget, ExpectedFlops
+    from toponas.strategies import create_strategy
+
+    space = create_space("mobile")
+    table = synthetic_table()
+    model = LatencyModel(table, space)
+    flops = ExpectedFlops(space)
+    (lo, _), (hi, _) = model.extremes()
+    for kind in ("latency", "flops"):
+        torch.manual_seed(0)
+        strategy = create_strategy("darts-v1", space, {"a_lr": 0.05})
+        budget = Budget(table, model, lo + 0.1 * (hi - lo), flops=flops) if kind == "latency" else \
+            Budget(flops=flops, flops_target=8.0)
+        strategy.budget = budget
+        measure = model if kind == "latency" else flops
+
+        def cost(strategy=strategy, measure=measure):
+            return measure.expected(strategy.mixing().weights)
+
+        before = float(cost().detach())
+        opt = torch.optim.Adam(list(strategy.alphas.values()), lr=0.05)
+        for _ in range(5):
+            opt.zero_grad()
+            strategy.arch_objective(torch.tensor(1.0), 0).backward()
+            opt.step()
+        assert float(cost().detach()) < 0.97 * before, kind
+    one_hot = {g: w.double() for g, w in space.one_hot(space.largest_genotype()).items()}
+    assert float(flops.expected(one_hot)) == space.arch_flops(space.largest_genotype())
+    no_target = Budget(table, model, None, flops=flops)
+    assert no_target.kinds == () and no_target.factor(one_hot) == 1.0
+
+
+def test_search_refuses_bad_budgets(tmp_path):
+    synthetic_table(image_size=8).save(tmp_path / "lut8.json")
+    synthetic_table(image_size=16).save(tmp_path / "lut16.json")
+    base = ["search", "--space", "mobile", "--dataset", "digits", "--subset", "16", "--epochs", "1",
+            "--channels", "4", "--no-progress", "--out", str(tmp_path / "run")]
+    cases = [(["--strategy", "gdas", "--lut", str(tmp_path / "lut8.json"), "--latency-target", "9"], "8x8 images"),
+             (["--strategy", "gdas", "--lut", str(tmp_path / "lut16.json"), "--latency-target", "0.1"],
+              "below the smallest network"),
+             (["--strategy", "spos", "--lut", str(tmp_path / "lut16.json"), "--latency-target", "9"],
+              "does not take a latency target"),
+             (["--strategy", "gdas", "--latency-target", "9"], "needs --lut"),
+             (["--strategy", "darts-v1", "--flops-target", "1"], "below the smallest network's 7.47 MFLOPs")]
+    for args, message in cases:
+        r = cli(*base, *args)
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.splitlines()) == 1, (args, r.stderr)
+    assert not (tmp_path / "run" / "result.json").exists()
+    nb201 = cli("search", "--strategy", "gdas", "--dataset", "digits", "--subset", "16", "--epochs", "1",
+                "--lut", str(tmp_path / "lut16.json"), "--out", str(tmp_path / "nb"))
+    assert nb201.returncode == 1 and "mobile spaces" in nb201.stderr

@@ -20,6 +20,7 @@ from .. import separation, topo
 from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset, PairedBatches, load_dataset, search_split
+from ..hardware.budget import attach_budget, make_budget
 from ..runtime import peak_memory, resolve_device, step_seed, write_json
 from ..runtime.loop import Diverged, RunLoop
 from ..runtime.provenance import provenance
@@ -181,6 +182,8 @@ class Search(RunLoop):
         model = self.space.build_supernet(cfg.channels, cfg.cells or self.space.default_cells,
                                           self.ds.num_classes)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
+        self.budget = make_budget(self.space, self.ds.image_size, cfg.lut, cfg.latency_target, cfg.flops_target)
+        attach_budget(self.strategy, self.budget)
         model = self.strategy.prepare_supernet(model, state["epoch"] if state is not None else 0)
         self.model = self._simplify(model)
         self.strategy.to(self.device)
@@ -313,7 +316,8 @@ class Search(RunLoop):
                 for e, row in enumerate(a.detach().cpu().tolist())}
             for g, a in self.strategy.alphas.items()
         }
-        extras = {**self.strategy.result_extras(), **space_record(cfg.space),
+        budget = {} if self.budget is None else self.budget.record(self.space, cell)
+        extras = {**self.strategy.result_extras(), **budget, **space_record(cfg.space),
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from

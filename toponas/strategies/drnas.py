@@ -87,6 +87,7 @@ class DrNAS(Strategy):
     """
 
     name = "drnas"
+    budgets = ("latency", "flops")
     Hyper = DrNASHyper
 
     def __init__(self, space, hyper: DrNASHyper | None = None) -> None:
@@ -210,6 +211,7 @@ class SNAS(Strategy):
     """Soft Gumbel-softmax per edge, ``softmax((alpha + g) / tau)``; every candidate runs."""
 
     name = "snas"
+    budgets = ("latency", "flops")
     Hyper = SNASHyper
 
     def __init__(self, space, hyper: SNASHyper | None = None) -> None:
@@ -242,6 +244,7 @@ class BetaDARTS(Strategy):
     """
 
     name = "beta-darts"
+    budgets = ("latency", "flops")
     Hyper = BetaDartsHyper
 
     def regularizer(self, epoch: int) -> torch.Tensor | float:

@@ -29,6 +29,7 @@ class GDAS(Strategy):
     """
 
     name = "gdas"
+    budgets = ("latency", "flops")
     Hyper = GDASHyper
 
     def __init__(self, space, hyper: GDASHyper | None = None) -> None:
