@@ -32,7 +32,7 @@ def latency() -> None:
 @click.option("--fit-networks", default=10, show_default=True, type=click.IntRange(min=1),
               help="Random networks the per-network overhead is fitted on.")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Round-robin passes over the fit networks (minimum over the passes).")
+              help="Round-robin passes over the entries and the fit networks (minimum over the passes).")
 @click.option("--out", required=True, type=click.Path(), help="The table (JSON); an existing one is continued.")
 @click.option("--no-progress", is_flag=True)
 def build(space: str, image_size: int, device: str, batch_size: int, threads: int, channels: int, classes: int,
