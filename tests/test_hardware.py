@@ -123,6 +123,9 @@ def test_cli_predict_and_bad_tables(tmp_path):
     r = cli("latency", "predict", arch, "--lut", str(tmp_path / "lut.json"), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["predicted_ms"] == pytest.approx(table.predict(space, arch))
+    from toponas.hardware import predict_latency
+
+    assert predict_latency(arch, str(tmp_path / "lut.json")) == pytest.approx(table.predict(space, arch))
 
     bad = {"garbage.json": "{not json", "other.json": json.dumps({"format": "something"}),
            "negative.json": json.dumps({**table.to_dict(), "entries": {"stem": -1.0}})}
