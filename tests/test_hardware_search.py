@@ -34,6 +34,8 @@ def test_hurricane_samples_the_later_rows_first_then_the_earlier():
     c = [int(i) for g in s.sample_choices().values() for i in g]
     assert all(c[p] == 0 for p in s.later)
     assert [space.spec.stages[i].name for i in range(s.split)] == ["s1", "s2"]
+    with pytest.raises(ValueError, match="stage1_epochs"):
+        create_strategy("hurricane", space, {"epochs": 2, "stage1_epochs": 2})
 
 
 @pytest.mark.parametrize("name", ["hurricane", "fox-nas"])

@@ -58,6 +58,10 @@ class HURRICANE(BudgetedOneShot):
         if not 0 < split < n:
             raise ValueError(f"hyperparameter split_stage must lie in 1..{n - 1}, got {split}")
         self.split = split
+        epochs = self.hyper.epochs
+        if epochs > 1 and not 0 < self.stage1_epochs(epochs) < epochs:
+            raise ValueError(f"hyperparameter stage1_epochs must lie in 1..{epochs - 1} (stage 2 needs an epoch), "
+                             f"got {self.hyper.stage1_epochs}")
         # positions in the flat architecture (groups in order, rows in order) of the later group
         later, k = [], 0
         slot_stage = {(s.group, s.index): s.stage for s in space.slots}
