@@ -215,3 +215,27 @@ def test_search_refuses_bad_budgets(tmp_path):
     nb201 = cli("search", "--strategy", "gdas", "--dataset", "digits", "--subset", "16", "--epochs", "1",
                 "--lut", str(tmp_path / "lut16.json"), "--out", str(tmp_path / "nb"))
     assert nb201.returncode == 1 and "mobile spaces" in nb201.stderr
+
+
+def test_derived_architecture_is_projected_into_the_budget():
+    from toponas.hardware.budget import Budget, ExpectedFlops
+    from toponas.strategies import create_strategy
+
+    space = create_space("mobile")
+    table = synthetic_table()
+    model = LatencyModel(table, space)
+    (lo, _), (hi, _) = model.extremes()
+    torch.manual_seed(3)
+    strategy = create_strategy("gdas", space)
+    with torch.no_grad():
+        for a in strategy.alphas.values():
+            a.normal_()
+    free = strategy.derive()
+    target = lo + 0.25 * (hi - lo)
+    assert model.arch(free) > target  # the argmax of random logits is over a tight budget
+    strategy.budget = Budget(table, model, target, flops=ExpectedFlops(space))
+    fitted = strategy.derive()
+    assert model.arch(fitted) <= target
+    a, b = space.choices(free), space.choices(fitted)
+    changed = sum(int((a[g] != b[g]).sum()) for g in a)
+    assert 0 < changed < sum(r for r, _ in space.arch_shapes.values())  # some rows changed, not all

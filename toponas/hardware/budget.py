@@ -97,6 +97,53 @@ class Budget:
             return False
         return not (self.flops_target and self.flops.arch(arch) > 1e6 * self.flops_target)
 
+    def cost(self, choices: Mapping[str, torch.Tensor]) -> float:
+        """How far ``choices`` exceed the targets: ``max(0, LAT/T - 1) + max(0, FLOPs/T_f - 1)`` (0: within)."""
+        over = 0.0
+        if self.latency_target:
+            over += max(0.0, float(self.latency(choices)) / self.latency_target - 1)
+        if self.flops_target:
+            over += max(0.0, float(self.flops.cost(choices)) / (1e6 * self.flops_target) - 1)
+        return over
+
+    def project(self, space, probabilities: Mapping[str, torch.Tensor], arch):
+        """``arch`` made to meet the budget with the least loss of probability (ours: FBNet and ProxylessNAS take
+        the argmax, which the expected-cost term does not hold to the target).
+
+        Greedy: while over budget, change the one row (to another candidate) with the largest reduction
+        of the excess per unit of log-probability given up, ``d excess / (log p(current) - log p(new))``.
+        Spaces without ``choices`` (a single-group space's FLOPs) are returned as they are.
+        """
+        if not self.kinds or not hasattr(space, "choices"):
+            return arch
+        choices = {g: c.clone() for g, c in space.choices(arch).items()}
+        logp = {g: p.double().clamp_min(1e-12).log() for g, p in probabilities.items()}
+        over = self.cost(choices)
+        for _ in range(sum(c.numel() for c in choices.values()) * 8):
+            if over <= 0:
+                break
+            best = None
+            for g, c in choices.items():
+                for r in range(c.numel()):
+                    now = int(c[r])
+                    for k in range(logp[g].shape[-1]):
+                        if k == now:
+                            continue
+                        c[r] = k
+                        gain = over - self.cost(choices)
+                        c[r] = now
+                        if gain > 1e-12:
+                            score = gain / (float(logp[g][r, now] - logp[g][r, k]) + 1e-6)
+                            if best is None or score > best[0]:
+                                best = (score, g, r, k)
+            if best is None:
+                break
+            _, g, r, k = best
+            choices[g][r] = k
+            over = self.cost(choices)
+        one_hot = {g: torch.nn.functional.one_hot(c, logp[g].shape[-1]).double() for g, c in choices.items()}
+        return space.derive(one_hot)
+
     def record(self, space, arch, measure: bool = True) -> dict[str, Any]:
         """The figures ``result.json`` gets for the found architecture (top-level fields)."""
         out: dict[str, Any] = {"mflops": self.flops.arch(arch) / 1e6 if self.flops is not None else None}

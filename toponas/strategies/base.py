@@ -184,8 +184,15 @@ class Strategy(nn.Module):
         return total
 
     def derive(self):
-        """The discrete architecture: the space's derivation applied to the parameters."""
-        return self.space.derive({g: a.detach() for g, a in self.alphas.items()})
+        """The discrete architecture: the space's derivation applied to the parameters (within the budget)."""
+        return self.fit_budget(self.space.derive({g: a.detach() for g, a in self.alphas.items()}))
+
+    def fit_budget(self, arch):
+        """``arch``, or with a budget the nearest architecture (by probability) that meets it
+        (:meth:`toponas.hardware.budget.Budget.project`)."""
+        if self.budget is None or not self.budget.kinds or not self.budgets:
+            return arch
+        return self.budget.project(self.space, self.probabilities(), arch)
 
     def epoch_summary(self) -> dict[str, Any]:
         """Extra figures for this epoch's line in ``history`` (e.g. sampled architectures)."""

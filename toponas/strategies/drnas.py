@@ -145,7 +145,8 @@ class DrNAS(Strategy):
 
     def derive(self):
         """Argmax of the concentration over the candidates still searched (a pruned one never wins)."""
-        return self.space.derive({g: self._masked(g, a.detach(), float("-inf")) for g, a in self.alphas.items()})
+        return self.fit_budget(self.space.derive({g: self._masked(g, a.detach(), float("-inf"))
+                                                  for g, a in self.alphas.items()}))
 
     def probabilities(self) -> dict[str, torch.Tensor]:
         """The Dirichlet mean ``beta / sum(beta)`` per edge (over the kept candidates once pruned)."""
