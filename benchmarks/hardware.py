@@ -56,9 +56,12 @@ def mape(args) -> None:
 
 
 def targets(args) -> None:
+    import dataclasses
+
     from toponas.hardware import LatencyTable
     from toponas.hardware.model import LatencyModel
     from toponas.spaces import create_space
+    from toponas.strategies import STRATEGIES
 
     table = LatencyTable.load(args.lut)
     space = create_space(table.space)
@@ -69,10 +72,12 @@ def targets(args) -> None:
         target = lo + frac * (hi - lo)
         for strategy in args.strategies.split(","):
             run = Path(args.out) / f"{strategy}-{int(100 * frac)}"
+            known = {f.name for f in dataclasses.fields(STRATEGIES.get(strategy).Hyper)}
+            hp = [h for h in args.hp if h.split("=")[0] in known]  # each strategy takes its own keys
             toponas("search", "--space", table.space, "--strategy", strategy, "--dataset", args.dataset,
                     "--subset", str(args.subset), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                     "--channels", str(table.channels), "--lut", args.lut, "--latency-target", f"{target:.4f}",
-                    "--device", "cpu", "--out", str(run), "--no-progress", *sum((["--hp", h] for h in args.hp), []))
+                    "--device", "cpu", "--out", str(run), "--no-progress", *sum((["--hp", h] for h in hp), []))
             d = json.loads((run / "result.json").read_text())
             rows.append((frac, target, strategy, d["predicted_latency_ms"], d["measured_latency_ms"], d["mflops"],
                          d["genotype"]))
@@ -101,7 +106,7 @@ def main() -> None:
     t.add_argument("--subset", type=int, default=512)
     t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--hp", action="append", default=[], help="KEY=VALUE for every search")
+    t.add_argument("--hp", action="append", default=[], help="KEY=VALUE for the searches whose strategy has KEY")
     args = parser.parse_args()
     mape(args) if args.what == "mape" else targets(args)
 
