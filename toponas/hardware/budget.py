@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError
-from .lut import LatencyTable, measure_network
+from .lut import LatencyTable, measure_networks
 from .model import LatencyModel
 from .parts import LatencyError
 
@@ -165,7 +165,7 @@ class Budget:
                     threads = torch.get_num_threads()
                     torch.set_num_threads(int(self.table.device.get("threads", threads)) or threads)
                     try:
-                        out["measured_latency_ms"] = measure_network(space, arch, self.table, device)
+                        out["measured_latency_ms"] = measure_networks(space, [arch], self.table, device, rounds=3)[0]
                     finally:
                         torch.set_num_threads(threads)
         return out
