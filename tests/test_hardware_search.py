@@ -61,3 +61,21 @@ def test_search_under_a_latency_budget_and_resume(tmp_path, name):
     space = create_space("mobile")
     net = space.build_network(whole.genotype, 4)  # retrainable / exportable as any mobile architecture
     assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_hurricane_search_meets_a_tight_budget_in_both_stages(tmp_path):
+    """Stage 1 may spend the whole budget on the later rows; stage 2's draws are repaired to fit."""
+    from toponas.hardware.budget import Budget, ExpectedFlops
+    from toponas.hardware.model import LatencyModel
+
+    space = create_space("mobile")
+    table = synthetic_table()
+    model = LatencyModel(table, space)
+    (lo, _), (hi, _) = model.extremes()
+    s = create_strategy("hurricane", space, {"epochs": 2, "evo_population": 4, "evo_cycles": 4})
+    s.budget = Budget(table, model, lo + 0.1 * (hi - lo), flops=ExpectedFlops(space))
+    s.fitness = lambda a: float(sum(a))  # no supernet: prefer large choices, which the budget forbids
+    s._epochs = 2
+    s.after_epoch(None, 0, None)
+    s.search()
+    assert s.within_budget(s._found) and s.within_budget(s.compose(s._stage1, s.later, s.default))

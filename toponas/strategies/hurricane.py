@@ -15,6 +15,8 @@ less than SPOS). Our reading on the mobile space (the split and the defaults are
   batches) under the budget, the earlier rows still fixed;
 * stage 2 (the remaining epochs): the later rows are fixed to stage 1's result and the earlier rows
   sampled; after the last epoch an evolution over the earlier rows under the budget gives the network.
+  A drawn candidate over the budget has rows set back to the smallest network's choices, one at a
+  time at random, until it fits (ours: under a tight budget random draws rarely fit).
 
 The budget (``--lut`` with ``--latency-target``, or ``--flops-target``) is checked with the LUT's
 prediction (sum of entries plus overhead). Both stages' results are part of the strategy's state, so a
@@ -30,6 +32,7 @@ from typing import Any
 
 import torch
 
+from ..config import ConfigError
 from .base import StepContext
 from .budgeted import BudgetedOneShot
 from .evolution import Arch, evolve
@@ -123,9 +126,26 @@ class HURRICANE(BudgetedOneShot):
         allowed = self.allowed()
         full = lambda a: self.compose(a, positions, base)  # noqa: E731
         was_training = self._model.training if self._model is not None else True
-        result = evolve(lambda a: self.fitness(full(a)), [sizes[p] for p in positions], population=h.evo_population,
-                        sample=h.evo_sample, cycles=h.evo_cycles, rng=random.Random(torch.initial_seed()),
-                        allowed=None if allowed is None else (lambda a: allowed(full(a))))
+        ok = None if allowed is None else (lambda a: allowed(full(a)))
+        default = tuple(self.default[p] for p in positions)
+
+        def repair(a: Arch) -> Arch:
+            """Rows set back to the smallest network's choice, one at a time at random, until within the budget."""
+            a, rng = list(a), random.Random(hash(tuple(a)))
+            while ok is not None and not ok(tuple(a)):
+                off = [i for i, (c, d) in enumerate(zip(a, default)) if c != d]
+                if not off:
+                    break
+                i = rng.choice(off)
+                a[i] = default[i]
+            return tuple(a)
+
+        try:
+            result = evolve(lambda a: self.fitness(full(a)), [sizes[p] for p in positions],
+                            population=h.evo_population, sample=h.evo_sample, cycles=h.evo_cycles,
+                            rng=random.Random(torch.initial_seed()), allowed=ok, repair=repair)
+        except ValueError as e:  # the budget together with --hp flops_cap leaves no architecture
+            raise ConfigError(f"hurricane: {e}") from None
         if self._model is not None:
             self._model.train(was_training)
         return result
