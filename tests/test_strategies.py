@@ -13,7 +13,7 @@ from toponas.strategies import STRATEGIES, create_strategy
 
 # One-shot and training-free strategies update either no architecture parameters or no weights:
 # tests/test_oneshot.py covers their step.
-BILEVEL = [n for n in STRATEGIES.names() if n not in ("spos", "bn-nas", "pi-nas", "nasi")]
+BILEVEL = [n for n in STRATEGIES.names() if n not in ("spos", "bn-nas", "pi-nas", "nasi", "hurricane", "fox-nas")]
 
 
 def make(name, dtype=torch.float32, topo_mode="off", **hyper):
@@ -64,8 +64,8 @@ def test_exact_mode_takes_the_same_step_as_the_plain_supernet(name):
 
 def test_unknown_strategy_and_hyperparameter_are_clear_errors():
     space = create_space("nb201")
-    known = ("known: advantage, beta-darts, bn-nas, darts-v1, darts-v2, drnas, fp-nas, gdas, ista-nas, "
-             "ista-nas-one-stage, nasi, parsec, pi-nas, snas, spos")
+    known = ("known: advantage, beta-darts, bn-nas, darts-v1, darts-v2, drnas, fox-nas, fp-nas, gdas, hurricane, "
+             "ista-nas, ista-nas-one-stage, nasi, parsec, pi-nas, snas, spos")
     with pytest.raises(UnknownNameError, match=known):
         create_strategy("darts-v3", space)
     with pytest.raises(ValueError, match="unknown hyperparameter"):

@@ -82,6 +82,9 @@ class SearchConfig:
     grey: bool = False  # restoration: grey (1 channel) images and networks
     loss: str = "l1"  # restoration: l1 or l2
     patches: int = 1024  # restoration: training patches per epoch (each of the weight and architecture halves)
+    lut: str | None = None  # a latency table (`toponas latency build`): latency of the result, --latency-target
+    latency_target: float | None = None  # ms on the LUT's device (docs/hardware.md)
+    flops_target: float | None = None  # MFLOPs, for strategies without their own FLOPs hyperparameter
 
     def __post_init__(self) -> None:
         if isinstance(self.topo_disable, list):
@@ -93,6 +96,9 @@ class SearchConfig:
             raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
         if self.image_size is not None and self.image_size < 4:
             raise ConfigError(f"image_size must be at least 4 pixels, got {self.image_size}")
+        for name in ("latency_target", "flops_target"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         for name in ("batch_size", "channels", "cells"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

@@ -14,7 +14,7 @@ import click
 from .errors import EXIT_CODES, USER_ERRORS, fail, guarded
 
 #: The modules whose ``COMMANDS`` make up the command line, in --help order.
-MODULES = ("search", "lookup", "simplifier", "rank", "train", "report", "sweep")
+MODULES = ("search", "lookup", "simplifier", "rank", "train", "report", "sweep", "latency")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

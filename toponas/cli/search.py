@@ -21,7 +21,7 @@ from .query import SEARCH_STRATEGIES, query_dispatch
 # Options whose value goes into SearchConfig under the same name.
 CONFIG_OPTIONS = ("space", "strategy", "dataset", "data", "subset", "image_size", "batch_size", "channels", "cells",
                   "seed", "out", "benchmark", "topo", "device", "cache_dir", "topo_disable", "decided_margin",
-                  "task", "sigma", "scale", "patch_size", "grey", "loss", "patches")
+                  "task", "sigma", "scale", "patch_size", "grey", "loss", "patches", "lut", "latency_target")
 
 
 def hyper_epilog() -> str:
@@ -77,7 +77,12 @@ def hyper_epilog() -> str:
 @click.option("--sample-scale", type=click.FloatRange(min=0, min_open=True),
               help="fp-nas: K = ceil(scale * entropy) (--hp sample_scale).")
 @click.option("--joint-after", type=int, help="fp-nas: epoch of the factorized-to-joint switch (--hp joint_after).")
-@click.option("--flops-target", type=float, help="fp-nas: FLOPs target in MFLOPs (--hp flops_target).")
+@click.option("--flops-target", type=float, help="FLOPs target in MFLOPs: fp-nas' --hp flops_target, a cost term "
+              "for the DARTS family and GDAS, the budget of hurricane and fox-nas (docs/hardware.md).")
+@click.option("--lut", type=click.Path(), help="A latency table (toponas latency build): the found network's "
+              "predicted and measured latency, and --latency-target.")
+@click.option("--latency-target", type=click.FloatRange(min=0, min_open=True),
+              help="Latency budget in ms on the LUT's device (needs --lut; docs/hardware.md).")
 @click.option("--config", "config_file", type=click.Path(), help="Start from a config.json (e.g. RUN/config.json).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint "
               "(with a larger --epochs: extend a finished search).")
@@ -127,6 +132,10 @@ def resolve_config(ctx: click.Context, options: dict[str, Any], config_file: str
         changes["dataset"] = default_dataset(changes.get("task", base.task))  # restoration: skimage
     hp = dict(base.hyper)
     hp.update(parse_pairs(hyper, "--hp"))
+    strategy = changes.get("strategy", base.strategy)
+    fields = {f.name for f in dataclasses.fields(STRATEGIES.get(strategy).Hyper)} if strategy in STRATEGIES else set()
+    if named.get("flops_target") is not None and "flops_target" not in fields:  # a budget, not a hyperparameter
+        changes["flops_target"] = named.pop("flops_target")
     hp.update({k: v for k, v in named.items() if v is not None})
     try:
         return base.replace(**changes, hyper=hp)

@@ -20,6 +20,7 @@ from .. import separation, topo
 from ..benchmark import BenchmarkError, resolve_benchmark
 from ..config import ConfigError, SearchConfig
 from ..data import ImageDataset
+from ..hardware.budget import attach_budget, make_budget
 from ..runtime import peak_memory, resolve_device, step_seed, write_json
 from ..runtime.distributed import GradientAverage
 from ..runtime.loop import Diverged, RunLoop
@@ -181,6 +182,10 @@ class Search(RunLoop):
         torch.manual_seed(cfg.seed)
         model = self.space.build_supernet(cfg.channels, cfg.cells or self.space.default_cells, **prepared.build)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
+        data = getattr(self, "ds", None)  # the classification task's images (a budget is for classification spaces)
+        self.budget = make_budget(self.space, data.image_size if data is not None else cfg.image_size, cfg.lut,
+                                  cfg.latency_target, cfg.flops_target)
+        attach_budget(self.strategy, self.budget)
         model = self.strategy.prepare_supernet(model, state["epoch"] if state is not None else 0)
         self.model = self.compiled(self._simplify(model))
         self.strategy.to(self.device)
@@ -337,7 +342,9 @@ class Search(RunLoop):
                 for e, row in enumerate(a.detach().cpu().tolist())}
             for g, a in self.strategy.alphas.items()
         }
-        extras = {**self.strategy.result_extras(), **space_record(cfg.space), **self.task.result_fields(self, cell),
+        budget = {} if self.budget is None else self.budget.record(self.space, cell)
+        extras = {**self.strategy.result_extras(), **budget, **space_record(cfg.space),
+                  **self.task.result_fields(self, cell),
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from

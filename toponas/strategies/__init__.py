@@ -10,14 +10,16 @@ from . import advantage, fpnas, parsec
 from .base import Hyper, StepContext, StepStats, Strategy
 from .darts import DartsV1, DartsV2
 from .drnas import SNAS, BetaDARTS, DrNAS
+from .foxnas import FOXNAS
 from .gdas import GDAS
+from .hurricane import HURRICANE
 from .ista import ISTANAS, ISTANASOneStage
 from .nasi import NASI
 from .oneshot import BNNAS, SPOS, PiNAS
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS, parsec.PARSEC, fpnas.FPNAS,
-             advantage.AdvantageNAS, SPOS, BNNAS, NASI, PiNAS, ISTANAS, ISTANASOneStage):
+             advantage.AdvantageNAS, SPOS, BNNAS, NASI, PiNAS, ISTANAS, ISTANASOneStage, HURRICANE, FOXNAS):
     STRATEGIES.register(_cls.name)(_cls)
 
 

@@ -151,12 +151,16 @@ class Strategy(nn.Module):
     data_parallel: ClassVar[bool] = True
     #: Whether every loss of its step goes through ``ctx.task`` (then it searches restoration spaces too).
     any_task: ClassVar[bool] = False
+    #: The budgets (``"latency"``, ``"flops"``) the strategy is held to by :meth:`arch_objective` or its
+    #: own search; the run gives it a :class:`~toponas.hardware.budget.Budget` in ``self.budget``.
+    budgets: ClassVar[tuple[str, ...]] = ()
     Hyper: ClassVar[type[Hyper]] = Hyper
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:
         super().__init__()
         self.space = space
         self.hyper = hyper if hyper is not None else self.Hyper()
+        self.budget = None  # a toponas.hardware.budget.Budget when the run has a latency/FLOPs target
         # One architecture matrix per group, shared by all cells; reference init 1e-3 * randn.
         self.alphas = nn.ParameterDict(
             {g: nn.Parameter(1e-3 * torch.randn(*shape)) for g, shape in space.arch_shapes.items()}
@@ -196,9 +200,24 @@ class Strategy(nn.Module):
         """Extra term of the architecture loss (none for DARTS)."""
         return 0.0
 
+    def arch_objective(self, loss: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The architecture loss: ``loss`` plus :meth:`regularizer`, times the budget's cost factor under a
+        fresh mixing (``max(1, E[LAT]/T)^beta``, see :mod:`toponas.hardware.budget`) when there is one."""
+        total = loss + self.regularizer(epoch)
+        if self.budget is not None and self.budget.kinds:
+            total = total * self.budget.factor(self.mixing().weights)
+        return total
+
     def derive(self):
-        """The discrete architecture: the space's derivation applied to the parameters."""
-        return self.space.derive({g: a.detach() for g, a in self.alphas.items()})
+        """The discrete architecture: the space's derivation applied to the parameters (within the budget)."""
+        return self.fit_budget(self.space.derive({g: a.detach() for g, a in self.alphas.items()}))
+
+    def fit_budget(self, arch):
+        """``arch``, or with a budget the nearest architecture (by probability) that meets it
+        (:meth:`toponas.hardware.budget.Budget.project`)."""
+        if self.budget is None or not self.budget.kinds or not self.budgets:
+            return arch
+        return self.budget.project(self.space, self.probabilities(), arch)
 
     def epoch_summary(self) -> dict[str, Any]:
         """Extra figures for this epoch's line in ``history`` (e.g. sampled architectures)."""
@@ -250,7 +269,7 @@ class Strategy(nn.Module):
     def arch_step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> tuple[torch.Tensor, torch.Tensor]:
         """Adam on the architecture parameters, first order: gradient of the validation loss."""
         loss, logits = self.forward_loss(ctx, x_a, y_a)
-        total = loss + self.regularizer(ctx.epoch)
+        total = self.arch_objective(loss, ctx.epoch)
         self.set_arch_grads(grads_or_zeros(total, list(self.alphas.values())))
         ctx.a_optimizer.step()
         return loss, logits

@@ -14,6 +14,7 @@ class DartsV1(Strategy):
 
     name = "darts-v1"
     any_task = True
+    budgets = ("latency", "flops")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class DartsV2(Strategy):
     """
 
     name = "darts-v2"
+    budgets = ("latency", "flops")
     Hyper = DartsV2Hyper
     any_task = True
 
@@ -53,7 +55,7 @@ class DartsV2(Strategy):
         # Validation loss at w': gradients for alpha and the direction v.
         logits = ctx.model(x_a, self.mixing())
         val_loss = ctx.task.loss(logits, y_a)
-        total = val_loss + self.regularizer(ctx.epoch)
+        total = self.arch_objective(val_loss, ctx.epoch)
         out = grads_or_zeros(total, alphas + weights)
         d_alpha, v = out[: len(alphas)], out[len(alphas):]
         eps = ctx.hyper.fd_eps / torch.sqrt(sum((g * g).sum() for g in v)).clamp_min(1e-12)

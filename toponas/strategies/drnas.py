@@ -88,6 +88,7 @@ class DrNAS(Strategy):
 
     name = "drnas"
     any_task = True
+    budgets = ("latency", "flops")
     Hyper = DrNASHyper
 
     def __init__(self, space, hyper: DrNASHyper | None = None) -> None:
@@ -145,7 +146,8 @@ class DrNAS(Strategy):
 
     def derive(self):
         """Argmax of the concentration over the candidates still searched (a pruned one never wins)."""
-        return self.space.derive({g: self._masked(g, a.detach(), float("-inf")) for g, a in self.alphas.items()})
+        return self.fit_budget(self.space.derive({g: self._masked(g, a.detach(), float("-inf"))
+                                                  for g, a in self.alphas.items()}))
 
     def probabilities(self) -> dict[str, torch.Tensor]:
         """The Dirichlet mean ``beta / sum(beta)`` per edge (over the kept candidates once pruned)."""
@@ -212,6 +214,7 @@ class SNAS(Strategy):
 
     name = "snas"
     any_task = True
+    budgets = ("latency", "flops")
     Hyper = SNASHyper
 
     def __init__(self, space, hyper: SNASHyper | None = None) -> None:
@@ -245,6 +248,7 @@ class BetaDARTS(Strategy):
 
     name = "beta-darts"
     any_task = True
+    budgets = ("latency", "flops")
     Hyper = BetaDartsHyper
 
     def regularizer(self, epoch: int) -> torch.Tensor | float:

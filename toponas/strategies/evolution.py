@@ -28,8 +28,12 @@ class EvolutionResult:
 
 def evolve(fitness: Callable[[Arch], float], choices: Sequence[int], *, population: int = 16, sample: int = 4,
            cycles: int = 48, rng: random.Random | None = None,
-           allowed: Callable[[Arch], bool] | None = None, max_tries: int = 1000) -> EvolutionResult:
-    """Maximize ``fitness`` over architectures ``a`` with ``0 <= a[i] < choices[i]`` (see the module docstring)."""
+           allowed: Callable[[Arch], bool] | None = None, max_tries: int = 1000,
+           repair: Callable[[Arch], Arch] | None = None) -> EvolutionResult:
+    """Maximize ``fitness`` over architectures ``a`` with ``0 <= a[i] < choices[i]`` (see the module docstring).
+
+    ``repair`` (optional) maps every drawn candidate before the constraint is checked (e.g. towards a
+    cheaper architecture until a tight budget is met)."""
     if population < 1 or sample < 1 or cycles < 0:
         raise ValueError("evolution needs population >= 1, sample >= 1 and cycles >= 0")
     rng = rng or random.Random(0)
@@ -46,6 +50,8 @@ def evolve(fitness: Callable[[Arch], float], choices: Sequence[int], *, populati
     def draw(make: Callable[[], Arch]) -> Arch:
         for _ in range(max_tries):
             a = make()
+            if repair is not None:
+                a = repair(a)
             if allowed(a):
                 return a
         raise ValueError(f"no architecture meets the constraint after {max_tries} draws (is the FLOPs cap too low?)")

@@ -30,6 +30,7 @@ class GDAS(Strategy):
 
     name = "gdas"
     any_task = True
+    budgets = ("latency", "flops")
     Hyper = GDASHyper
 
     def __init__(self, space, hyper: GDASHyper | None = None) -> None:

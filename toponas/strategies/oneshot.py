@@ -131,6 +131,10 @@ class OneShot(Strategy):
         """One uniformly sampled path (for generic callers such as the profiler)."""
         return self.path(uniform_choices(self.shapes))
 
+    def sample_choices(self) -> dict[str, torch.Tensor]:
+        """The path of one training step: uniform (SPOS); HURRICANE samples some rows only."""
+        return uniform_choices(self.shapes)
+
     def path(self, choices: Mapping[str, torch.Tensor]) -> Mixing:
         return path_mixing(choices, self.shapes, next(iter(self.alphas.values())))
 
@@ -143,7 +147,7 @@ class OneShot(Strategy):
     def step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> StepStats:
         """One uniformly sampled path: an SGD step on the weight batch, a forward on the validation batch."""
         self.keep(ctx, x_a, y_a)
-        mixing = self.path(uniform_choices(self.shapes))
+        mixing = self.path(self.sample_choices())
         w_loss, w_logits = self.train_path(ctx, x_w, y_w, mixing)
         with torch.no_grad():
             a_logits = ctx.model(x_a, mixing)

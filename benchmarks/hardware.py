@@ -1,0 +1,115 @@
+"""Hardware-aware search figures for ``docs/hardware.md``: the LUT's MAPE, and latency-targeted searches.
+
+    python benchmarks/hardware.py mape --out runs/hw --image-size 32 --networks 50
+    python benchmarks/hardware.py targets --out runs/hw --lut runs/hw/lut-16.json --strategies gdas,hurricane,fox-nas
+
+``mape`` builds a table with each timing protocol (``wall``/``median``, the default; ``cpu``/``min``,
+for a shared machine) and checks it on the same ``--networks`` random networks (seed 0; the overhead
+is fitted on 10 other networks), printing one row per protocol. ``targets`` runs each strategy at
+25%, 50% and 75% of the way from the smallest to the largest network's predicted latency and prints
+the found network's predicted and measured latency against the target. The load average is printed
+before and after (the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROTOCOLS = {"wall-median": ["--clock", "wall", "--statistic", "median"],
+             "cpu-min": ["--clock", "cpu", "--statistic", "min"]}
+
+
+def toponas(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "toponas.cli", *args], check=True)
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def mape(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.protocols.split(","):
+        lut = out / f"lut-{args.image_size}-{name}.json"
+        toponas("latency", "build", "--image-size", str(args.image_size), "--threads", "1", "--repeats",
+                str(args.repeats), "--rounds", str(args.rounds), "--out", str(lut), "--no-progress",
+                *PROTOCOLS[name])
+        check = out / f"check-{args.image_size}-{name}.json"
+        toponas("latency", "check", "--lut", str(lut), "--networks", str(args.networks), "--rounds",
+                str(args.rounds), "--json", str(check), "--no-progress")
+        d = json.loads(check.read_text())
+        rows.append((name, d["mape"], d["within_5pct"], d["within_10pct"], d["max_ape"], d["overhead_ms"],
+                     min(n["measured_ms"] for n in d["networks"]), max(n["measured_ms"] for n in d["networks"])))
+        print(load(), flush=True)
+    print("| protocol | MAPE % | within 5% | within 10% | max APE % | overhead ms | measured ms (min-max) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]:.2f} | {100 * r[2]:.0f}% | {100 * r[3]:.0f}% | {r[4]:.1f} | {r[5]:.3f} | "
+              f"{r[6]:.2f}-{r[7]:.2f} |")
+
+
+def targets(args) -> None:
+    import dataclasses
+
+    from toponas.hardware import LatencyTable
+    from toponas.hardware.model import LatencyModel
+    from toponas.spaces import create_space
+    from toponas.strategies import STRATEGIES
+
+    table = LatencyTable.load(args.lut)
+    space = create_space(table.space)
+    (lo, _), (hi, _) = LatencyModel(table, space).extremes()
+    print(f"smallest {lo:.3f} ms, largest {hi:.3f} ms predicted ({table.made_for()}); {load()}", flush=True)
+    rows = []
+    for frac in (0.25, 0.5, 0.75):
+        target = lo + frac * (hi - lo)
+        for strategy in args.strategies.split(","):
+            run = Path(args.out) / f"{strategy}-{int(100 * frac)}"
+            known = {f.name for f in dataclasses.fields(STRATEGIES.get(strategy).Hyper)}
+            hp = [h for h in args.hp if h.split("=")[0] in known]  # each strategy takes its own keys
+            toponas("search", "--space", table.space, "--strategy", strategy, "--dataset", args.dataset,
+                    "--subset", str(args.subset), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                    "--channels", str(table.channels), "--lut", args.lut, "--latency-target", f"{target:.4f}",
+                    "--device", "cpu", "--out", str(run), "--no-progress", *sum((["--hp", h] for h in hp), []))
+            d = json.loads((run / "result.json").read_text())
+            rows.append((frac, target, strategy, d["predicted_latency_ms"], d["measured_latency_ms"], d["mflops"],
+                         d["genotype"]))
+            print(load(), flush=True)
+    print("| target | strategy | target ms | predicted ms | measured ms | measured / target | MFLOPs | network |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for f, t, s, p, m, fl, g in rows:
+        print(f"| {int(100 * f)}% | {s} | {t:.3f} | {p:.3f} | {m:.3f} | {m / t:.3f} | {fl:.2f} | `{g}` |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    m = sub.add_parser("mape")
+    m.add_argument("--out", required=True)
+    m.add_argument("--image-size", type=int, default=32)
+    m.add_argument("--networks", type=int, default=50)
+    m.add_argument("--repeats", type=int, default=30)
+    m.add_argument("--rounds", type=int, default=3)
+    m.add_argument("--protocols", default="wall-median,cpu-min")
+    t = sub.add_parser("targets")
+    t.add_argument("--out", required=True)
+    t.add_argument("--lut", required=True)
+    t.add_argument("--strategies", default="gdas,hurricane,fox-nas")
+    t.add_argument("--dataset", default="digits")
+    t.add_argument("--subset", type=int, default=512)
+    t.add_argument("--epochs", type=int, default=4)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--hp", action="append", default=[], help="KEY=VALUE for the searches whose strategy has KEY")
+    args = parser.parse_args()
+    mape(args) if args.what == "mape" else targets(args)
+
+
+if __name__ == "__main__":
+    main()
