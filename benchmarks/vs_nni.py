@@ -112,7 +112,8 @@ def main() -> None:
         return (time.perf_counter() - t) * 1000, minor_faults() - f
 
     for _ in range(args.warmup):
-        for fn in runs.values():
+        for name, fn in runs.items():
+            print(f"warm-up {name}", file=sys.stderr, flush=True)
             timed(fn)
     times: dict[str, list[float]] = {name: [] for name in runs}
     faults: dict[str, list[int]] = {name: [] for name in runs}
@@ -124,6 +125,8 @@ def main() -> None:
             ms, f = timed(fn)
             times[name].append(ms)
             faults[name].append(f)
+        print(f"step {i + 1}/{args.steps}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()),
+              file=sys.stderr, flush=True)
     med = {name: statistics.median(ts) for name, ts in times.items()}
     state = allocator_state()
     print(f"device {device}, C={args.channels}, N={args.cells}, batch {args.batch_size}, {args.steps} interleaved "
