@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 GLIBC = allocator._glibc() is not None
 needs_glibc = pytest.mark.skipif(not GLIBC, reason="the settings exist only on glibc")
 
-#: ``malloc`` 48 blocks of 2 MiB (96 MiB, all written), ``free`` them; two rounds, an explicit
-#: ``malloc_trim``, two more; print the minor page faults of the last round. By default glibc trims the
-#: freed top of its heap (its trim threshold follows the block size), so every round faults its pages
-#: in again. (Raw ``malloc``, not tensors: a tensor's
+#: ``malloc`` 48 blocks of 2 MiB and two of 40 MiB (176 MiB, all written), ``free`` them; two rounds, an
+#: explicit ``malloc_trim``, two more; print the minor page faults of the last round. By default glibc
+#: trims the freed top of its heap (its trim threshold follows the block size) and maps blocks above
+#: 32 MiB afresh each time, so every round faults its pages in again. (Raw ``malloc``, not tensors: a tensor's
 #: small bookkeeping allocations may land above the blocks and keep the heap from being trimmed, which
 #: makes the default's faults depend on the interpreter's hash seed.)
 CHURN = """
@@ -32,11 +32,12 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+SIZES = [2 * 2**20] * 48 + [40 * 2**20] * 2
 def rnd():
-    blocks = [libc.malloc(2 * 2**20) for _ in range(48)]
-    for b in blocks:
-        libc.memset(b, 1, 2 * 2**20)
-    for b in blocks:
+    blocks = [(libc.malloc(n), n) for n in SIZES]
+    for b, n in blocks:
+        libc.memset(b, 1, n)
+    for b, _ in blocks:
         libc.free(b)
 rnd(); rnd()
 libc.malloc_trim(0)  # what profile does between spaces: returns the memory once, the settings stay
@@ -60,9 +61,9 @@ def _churn(**env: str) -> dict:
 @needs_glibc
 def test_settings_remove_the_page_faults_of_reallocating_freed_blocks() -> None:
     on, off = _churn(), _churn(TOPONAS_MALLOPT="0")
-    assert on["applied"] == [f"M_MMAP_THRESHOLD={allocator.MMAP_THRESHOLD}", "M_TRIM_THRESHOLD=-1"]
+    assert on["applied"] == [f"M_MMAP_THRESHOLD={allocator.MMAP_THRESHOLD}", "M_MMAP_MAX=0", "M_TRIM_THRESHOLD=-1"]
     assert off["applied"] == []
-    pages = 96 * 2**20 // os.sysconf("SC_PAGE_SIZE")
+    pages = 176 * 2**20 // os.sysconf("SC_PAGE_SIZE")
     assert off["faults"] > pages // 2  # the default: the freed heap went back to the system and faults in again
     assert on["faults"] < pages // 20  # kept: reused without faults
 
@@ -81,7 +82,8 @@ def test_opt_out_and_user_settings_are_respected(monkeypatch) -> None:
         assert configure_allocator(force=True) == allocator.AllocatorState((), "TOPONAS_MALLOPT=0")
         monkeypatch.delenv("TOPONAS_MALLOPT")
         monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")  # the user's own threshold stays
-        assert configure_allocator(force=True).applied == (f"M_MMAP_THRESHOLD={allocator.MMAP_THRESHOLD}",)
+        assert configure_allocator(force=True).applied == (f"M_MMAP_THRESHOLD={allocator.MMAP_THRESHOLD}",
+                                                           "M_MMAP_MAX=0")
     finally:
         monkeypatch.undo()
         assert "M_TRIM_THRESHOLD=-1" in configure_allocator(force=True).applied

@@ -5,14 +5,16 @@ glibc's default ``malloc`` serves blocks above its mmap threshold by ``mmap`` an
 ``free``, and trims the top of the heap whenever more than ``M_TRIM_THRESHOLD`` is free: the next step
 faults all those pages in again (hundreds of thousands of minor page faults and seconds of system
 time per step on a plain supernet). :func:`configure_allocator` sets, once per process, the mmap
-threshold to its largest value (32 MiB on 64-bit glibc, blocks below it come from the reusable heap)
-and switches automatic trimming off (``mallopt(M_TRIM_THRESHOLD, -1)``), the same as
-``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=<huge>`` in the environment.
+threshold to its largest value (32 MiB on 64-bit glibc), serves every block from the reusable heap
+(``mallopt(M_MMAP_MAX, 0)``: tensors above 32 MiB, e.g. a stacked 432-channel activation at batch 64,
+would otherwise still be mapped and unmapped on every step) and switches automatic trimming off
+(``mallopt(M_TRIM_THRESHOLD, -1)``), the same as ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=<huge>`` in the environment. (glibc still maps memory when the heap cannot grow.)
 
 It runs when the command line starts and when the search, training or profiling code is imported.
 Freed memory then stays in the process for reuse (the resident size does not shrink between steps;
 an explicit ``malloc_trim`` still returns it, and the settings outlive it). Opt out with
-``TOPONAS_MALLOPT=0``; a threshold the user set through ``MALLOC_MMAP_THRESHOLD_``,
+``TOPONAS_MALLOPT=0``; a setting the user made through ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_MMAP_MAX_``,
 ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` is left alone. On a C library other than glibc
 nothing is done.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 #: ``mallopt`` parameter numbers (glibc ``malloc.h``).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 #: The largest mmap threshold glibc accepts on 64-bit (``HEAP_MAX_SIZE / 2``).
 MMAP_THRESHOLD = 32 * 2**20
 #: ``M_TRIM_THRESHOLD`` of -1: never trim the heap top on ``free`` (documented in ``mallopt(3)``).
@@ -80,6 +83,7 @@ def configure_allocator(force: bool = False) -> AllocatorState:
     for param, value, env, tunable, label in (
         (M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold",
          f"M_MMAP_THRESHOLD={MMAP_THRESHOLD}"),
+        (M_MMAP_MAX, 0, "MALLOC_MMAP_MAX_", "glibc.malloc.mmap_max", "M_MMAP_MAX=0"),
         (M_TRIM_THRESHOLD, NO_TRIM, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold",
          "M_TRIM_THRESHOLD=-1"),
     ):
