@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
 from .autograd import Term
@@ -166,7 +167,20 @@ class Program:
         self.batches = [_Batch(tuple(b), *geo) for b, geo in zip(batches, geometry)]
 
     def build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
-        """Every kernel of the cell for this step's weights ``(edges, K)``."""
+        """Every kernel of the cell for this step's weights ``(edges, K)``.
+
+        With autograd on, the build runs under non-reentrant checkpointing: the normalized, weighted and
+        embedded copies of the kernels are not kept for backward but built again there (kernel-sized
+        work, no randomness: the same tensors). Kept, they are a batch-independent part of the saved
+        bytes that grows with the candidates (every kernel several times, embedded in the call's extent).
+        """
+        if not self.batches:
+            return []
+        if torch.is_grad_enabled():
+            return checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
+        return self._build(weights, ops)
+
+    def _build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
         return [build_batch(b, weights, ops) for b in self.batches]
 
     def run(self, g: int, x: torch.Tensor, weights: torch.Tensor, built: list[_Built], ops: EdgeOps
