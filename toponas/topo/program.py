@@ -12,7 +12,7 @@ chains. A node's terms are summed by :func:`toponas.topo.autograd.combine`; the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -258,7 +258,9 @@ def _recomputable_taps(plan: GroupPlan) -> list[Tap]:
                                        for o in others)]
 
 
-def _source_fn(prims: tuple[Primitive, ...]):
+def _source_fn(prims: tuple[Primitive, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The source's primitives as one function of the group input."""
+
     def fn(x: torch.Tensor) -> torch.Tensor:
         for prim in prims:
             x = apply_prim(prim, x)
@@ -271,19 +273,19 @@ def _run_taps(taps: Sequence[Tap], x: torch.Tensor, weights: torch.Tensor, edges
               terms: list[list[Term]]) -> None:
     """Every edge's parameter-free taps on ``x`` as one term per edge, ``sum_s w_s f_s(x)``, with the
     sources recomputed in backward instead of kept (:mod:`toponas.topo.recompute`)."""
-    prims: list[tuple[Primitive, ...]] = []
+    sources: list[Source] = []  # a shared source once, a private one (rule prefix off) once per owner
     slots: list[int] = []
     layout: list[list[tuple[int, int]]] = []
     ws: list[torch.Tensor] = []
     for tap in taps:
-        if tap.source.prims not in prims:
-            prims.append(tap.source.prims)
+        if tap.source not in sources:
+            sources.append(tap.source)
         if tap.path.slot not in slots:
             slots.append(tap.path.slot)
             layout.append([])
-        layout[slots.index(tap.path.slot)].append((prims.index(tap.source.prims), len(ws)))
+        layout[slots.index(tap.path.slot)].append((sources.index(tap.source), len(ws)))
         ws.append(weights[edges[tap.path.slot], tap.path.cand])
-    outs = recomputed_taps([_source_fn(p) for p in prims], layout, x, ws)
+    outs = recomputed_taps([_source_fn(src.prims) for src in sources], layout, x, ws)
     for slot, out in zip(slots, outs):
         terms[slot].append((out, None))
 
