@@ -95,10 +95,13 @@ def test_scaling_command_end_to_end(tmp_path, one_thread):
         assert [r["name"] for r in entry["rows"]] == ["topo=off", "topo=full", "largest single network"]
         for r in entry["rows"]:
             assert r["ms_per_step"] > 0 and r["saved_activation_bytes"] > 0 and r["parameters"] > 0
+            assert isinstance(r["minor_faults_per_step"], int) and r["minor_faults_per_step"] >= 0
     by = {s["space"]: s for s in study["summary"]}
     for s in by.values():
         assert s["off_over_full_time"] == pytest.approx(s["off_ms"] / s["full_ms"])
         assert s["off_over_full_bytes"] == pytest.approx(s["off_bytes"] / s["full_bytes"])
+        assert s["off_minor_faults"] == next(r["minor_faults_per_step"] for e in study["spaces"] if e["space"] ==
+                                             s["space"] for r in e["rows"] if r["name"] == "topo=off")
     assert by["nb201"]["full_growth_ms"] == 1.0 and by["nb201"]["off_growth_bytes"] == 1.0
     assert by["nb201-wide6"]["reference"] == "nb201"
     assert by["nb201-wide6"]["off_growth_bytes"] == pytest.approx(by["nb201-wide6"]["off_bytes"]

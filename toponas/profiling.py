@@ -26,10 +26,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import topo
+from .runtime.allocator import allocator_state, configure_allocator, minor_faults
 from .spaces import create_space
 from .spaces.primitives import SEARCH_BN, Conv
 from .strategies import create_strategy
 from .topo.measure import saved_activation_bytes
+
+configure_allocator()  # no per-step page faults from glibc returning freed activations (runtime/allocator.py)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class ProfileRow:
     name: str
     ms_per_step: float
     ms_spread: tuple[float, float]  # min and max of the timed steps
+    minor_faults_per_step: int  # median minor page faults of the timed steps (ru_minflt, whole process)
     saved_activation_bytes: int  # tensors kept for backward by one forward pass (weight batch)
     peak_memory_bytes: int | None  # CUDA peak over one step above what was resident; None on the CPU
     parameters: int
@@ -169,12 +173,18 @@ def profile(
         torch.manual_seed(seed * 1_000_003 + i)
         return fn()
 
-    def timed(fn) -> float:
+    faults: dict[str, list[int]] = {name: [] for name in configs}
+
+    def timed(fn, name: str | None = None) -> float:
         _sync(device)
+        f = minor_faults()
         t = time.perf_counter()
         fn()
         _sync(device)
-        return (time.perf_counter() - t) * 1000
+        ms = (time.perf_counter() - t) * 1000
+        if name is not None:
+            faults[name].append(minor_faults() - f)
+        return ms
 
     first: dict[str, float] = {}
     for _ in range(warmup):
@@ -189,7 +199,7 @@ def profile(
             order.reverse()
         for name, (step, _, _) in order:
             before = compiled_frames() if compile else 0
-            times[name].append(timed(lambda step=step, i=i: seeded(step, i)))
+            times[name].append(timed(lambda step=step, i=i: seeded(step, i), name))
             recompiles[name] += (compiled_frames() - before) if compile else 0
         log(f"step {i + 1}/{steps}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()))
     rows = []
@@ -199,6 +209,7 @@ def profile(
             name=name,
             ms_per_step=statistics.median(ts),
             ms_spread=(min(ts), max(ts)),
+            minor_faults_per_step=int(statistics.median(faults[name])),
             saved_activation_bytes=saved_activation_bytes(lambda forward=forward: seeded(forward, 0)),
             peak_memory_bytes=_peak(lambda step=step: seeded(step, 0), device),
             parameters=sum(p.numel() for p in model.parameters()),
@@ -217,7 +228,8 @@ def format_table(rows: Sequence[ProfileRow], baseline: str = "topo=off") -> str:
     """A plain-text table with ratios against the plain supernet and the largest single network."""
     by = {r.name: r for r in rows}
     base, single = by.get(baseline), by.get("largest single network")
-    head = (f"{'configuration':24s} {'ms/step':>9s} {'saved MB':>9s} {'peak MB':>8s} {'params':>9s} "
+    head = (f"{'configuration':24s} {'ms/step':>9s} {'minflt/step':>11s} {'saved MB':>9s} {'peak MB':>8s} "
+            f"{'params':>9s} "
             f"{'MMACs':>8s} {'off/this time':>13s} {'off/this mem':>12s} {'this/single time':>16s} "
             f"{'this/single mem':>15s}")
     compiled = any(r.compile_seconds is not None for r in rows)
@@ -228,7 +240,8 @@ def format_table(rows: Sequence[ProfileRow], baseline: str = "topo=off") -> str:
         mb = r.saved_activation_bytes / 2**20
         peak = f"{r.peak_memory_bytes / 2**20:8.0f}" if r.peak_memory_bytes is not None else f"{'n/a':>8s}"
         lines.append(
-            f"{r.name:24s} {r.ms_per_step:9.1f} {mb:9.1f} {peak} {r.parameters:9d} {r.mult_adds / 1e6:8.1f} "
+            f"{r.name:24s} {r.ms_per_step:9.1f} {r.minor_faults_per_step:11d} {mb:9.1f} {peak} {r.parameters:9d} "
+            f"{r.mult_adds / 1e6:8.1f} "
             f"{_ratio(base.ms_per_step, r.ms_per_step) if base else '-':>13s} "
             f"{_ratio(base.saved_activation_bytes, r.saved_activation_bytes) if base else '-':>12s} "
             f"{_ratio(r.ms_per_step, single.ms_per_step) if single else '-':>16s} "
@@ -293,6 +306,7 @@ def scaling_study(
         "study": "scaling", "strategy": strategy_name, "modes": list(SCALING_MODES), "channels": channels,
         "batch_size": batch_size, "image_size": image_size, "steps": steps, "warmup": warmup,
         "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "seed": seed,
+        "allocator": list(getattr(allocator_state(), "applied", ())),  # a run under other settings is not mixed in
     }
     entries: list[dict[str, Any]] = []
     if earlier is not None and all(earlier.get(k) == v for k, v in settings.items()):
@@ -362,6 +376,7 @@ def scaling_summary(study: dict[str, Any]) -> list[dict[str, Any]]:
             s[f"{key}_ms"] = r["ms_per_step"] if r else None
             s[f"{key}_ms_spread"] = list(r["ms_spread"]) if r else None
             s[f"{key}_bytes"] = r["saved_activation_bytes"] if r else None
+            s[f"{key}_minor_faults"] = r.get("minor_faults_per_step") if r else None
         s["off_over_full_time"] = _div(s["off_ms"], s["full_ms"])
         s["off_over_full_bytes"] = _div(s["off_bytes"], s["full_bytes"])
         s["full_over_single_time"] = _div(s["full_ms"], s["single_ms"])

@@ -11,7 +11,10 @@ import importlib
 
 import click
 
+from ..runtime.allocator import configure_allocator
 from .errors import EXIT_CODES, USER_ERRORS, fail, guarded
+
+configure_allocator()  # every command: glibc keeps freed activations for reuse (see toponas/runtime/allocator.py)
 
 #: The modules whose ``COMMANDS`` make up the command line, in --help order.
 MODULES = ("search", "lookup", "simplifier", "rank", "train", "report", "sweep", "latency")

@@ -95,7 +95,7 @@ def profile(ctx: click.Context, space: str, strategy: str, modes: str, topo_disa
 
     from ..profiling import format_table, rows_to_json
     from ..profiling import profile as run_profile
-    from ..runtime import check_writable, resolve_device, write_json
+    from ..runtime import allocator_state, check_writable, resolve_device, write_json
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
@@ -136,7 +136,8 @@ def profile(ctx: click.Context, space: str, strategy: str, modes: str, topo_disa
         write_json(Path(json_path), {
             "space": space, "strategy": strategy, "channels": channels, "cells": cells,
             "batch_size": batch_size, "image_size": image_size, "device": str(dev), "steps": steps,
-            "torch": torch.__version__, "compile": compile, "rows": rows_to_json(rows)})
+            "torch": torch.__version__, "compile": compile, "allocator": list(allocator_state().applied),
+            "rows": rows_to_json(rows)})
 
 
 def _profile_scaling(strategy: str, spaces: str, channels: int, cells: int | None, batch_size: int, image_size: int,

@@ -4,12 +4,15 @@ Nothing here knows a strategy, a space or the simplifier; ``toponas.loop`` (sear
 ``toponas.training`` (retraining) build on it.
 """
 
+from .allocator import AllocatorState, allocator_state, configure_allocator, minor_faults
 from .checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from .device import peak_memory, resolve_device
 from .files import OutputError, atomic_write_bytes, check_writable, write_json
 from .seeding import step_seed
 from .signals import Interrupted, StopSignals
 
-__all__ = ["CHECKPOINT", "CheckpointError", "Interrupted", "OutputError", "StopSignals", "atomic_write_bytes",
-           "check_writable", "load_checkpoint", "peak_memory", "resolve_device", "save_checkpoint", "step_seed",
-           "write_json"]
+configure_allocator()  # search and training import this package: no per-step page faults (allocator.py)
+
+__all__ = ["CHECKPOINT", "AllocatorState", "CheckpointError", "Interrupted", "OutputError", "StopSignals",
+           "allocator_state", "atomic_write_bytes", "check_writable", "configure_allocator", "load_checkpoint",
+           "minor_faults", "peak_memory", "resolve_device", "save_checkpoint", "step_seed", "write_json"]

@@ -12,11 +12,12 @@ chains. A node's terms are summed by :func:`toponas.topo.autograd.combine`; the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
 from .autograd import Term
@@ -24,6 +25,7 @@ from .checks import EdgeOps
 from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
 from .kernels import avg_pool_same, embed_kernel, normalize_kernel, unit_rms_kernel
 from .lower import SOURCE_BN_EPS
+from .recompute import recomputed_taps, scaled_bn
 
 
 def apply_prim(prim: Primitive, x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +167,20 @@ class Program:
         self.batches = [_Batch(tuple(b), *geo) for b, geo in zip(batches, geometry)]
 
     def build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
-        """Every kernel of the cell for this step's weights ``(edges, K)``."""
+        """Every kernel of the cell for this step's weights ``(edges, K)``.
+
+        With autograd on, the build runs under non-reentrant checkpointing: the normalized, weighted and
+        embedded copies of the kernels are not kept for backward but built again there (kernel-sized
+        work, no randomness: the same tensors). Kept, they are a batch-independent part of the saved
+        bytes that grows with the candidates (every kernel several times, embedded in the call's extent).
+        """
+        if not self.batches:
+            return []
+        if torch.is_grad_enabled():
+            return checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
+        return self._build(weights, ops)
+
+    def _build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
         return [build_batch(b, weights, ops) for b in self.batches]
 
     def run(self, g: int, x: torch.Tensor, weights: torch.Tensor, built: list[_Built], ops: EdgeOps
@@ -184,8 +199,13 @@ class Program:
                 t = cache[key]
             return t
 
+        recomputed = _recomputable_taps(plan)
+        if recomputed:
+            _run_taps(recomputed, x, weights, edges, terms)
         for item in plan.items:
             if isinstance(item, Tap):
+                if item in recomputed:
+                    continue
                 p = item.path
                 terms[p.slot].append((source(item.source), weights[edges[p.slot], p.cand]))
             elif isinstance(item, Chain):
@@ -227,6 +247,49 @@ class Program:
             terms[item.slot].append((out, None))
 
 
+def _recomputable_taps(plan: GroupPlan) -> list[Tap]:
+    """Taps whose source is parameter-free work of their own (pooling, pooling -> bn), read by nothing else
+    of the plan: they run as :class:`~toponas.topo.recompute.RecomputedTaps` (recomputed in backward)."""
+    taps = [it for it in plan.items if isinstance(it, Tap) and it.source.prims]
+    if not taps:
+        return []
+    others = {it.source.prims for it in plan.items if not isinstance(it, Tap) and hasattr(it, "source")}
+    return [t for t in taps if not any(t.source.prims[:len(o)] == o or o[:len(t.source.prims)] == t.source.prims
+                                       for o in others)]
+
+
+def _source_fn(prims: tuple[Primitive, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The source's primitives as one function of the group input."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        for prim in prims:
+            x = apply_prim(prim, x)
+        return x
+
+    return fn
+
+
+def _run_taps(taps: Sequence[Tap], x: torch.Tensor, weights: torch.Tensor, edges: Sequence[int],
+              terms: list[list[Term]]) -> None:
+    """Every edge's parameter-free taps on ``x`` as one term per edge, ``sum_s w_s f_s(x)``, with the
+    sources recomputed in backward instead of kept (:mod:`toponas.topo.recompute`)."""
+    sources: list[Source] = []  # a shared source once, a private one (rule prefix off) once per owner
+    slots: list[int] = []
+    layout: list[list[tuple[int, int]]] = []
+    ws: list[torch.Tensor] = []
+    for tap in taps:
+        if tap.source not in sources:
+            sources.append(tap.source)
+        if tap.path.slot not in slots:
+            slots.append(tap.path.slot)
+            layout.append([])
+        layout[slots.index(tap.path.slot)].append((sources.index(tap.source), len(ws)))
+        ws.append(weights[edges[tap.path.slot], tap.path.cand])
+    outs = recomputed_taps([_source_fn(src.prims) for src in sources], layout, x, ws)
+    for slot, out in zip(slots, outs):
+        terms[slot].append((out, None))
+
+
 def _mix(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
     """``sum_i w_i unit_rms_kernel(K_i)`` for kernels of one shape, in a few batched operations."""
     stacked = torch.stack(list(kernels))  # (m, C_out, C_in, k, k)
@@ -266,10 +329,13 @@ def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: S
         out = F.conv2d(z, k, None, stage.stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
         d = out if d is None else d + out  # (B, C, H', W')
     p = _mix([m.weight for m in pws], w) if stage.floated else pws[0].weight
-    h = F.batch_norm(F.conv2d(d, p), None, None, None, None, True, 0.0, bn.eps)  # (B, C, H', W')
-    if stage.ending:
+    z = F.conv2d(d, p)  # (B, C, H', W')
+    if stage.ending:  # h = bn(z); the edge gets (sum of the ending members' w) * h, h rebuilt in backward
         total = w[list(stage.ending)].sum() if len(stage.ending) > 1 else w[stage.ending[0]]
-        terms[stage.slot].append((h, total))
+        h, y = scaled_bn(z, total, bn.eps)
+        terms[stage.slot].append((y, None))
+    else:
+        h = F.batch_norm(z, None, None, None, None, True, 0.0, bn.eps)
     for nxt in stage.next:
         t = h
         for prim in nxt.source.prims:
@@ -329,8 +395,8 @@ def _run_block(block: Block, z: torch.Tensor, weights: torch.Tensor, edges: Sequ
         dk = _weighted([_pad_dim(_pad_kernel(normalize_kernel(d), k), 0, e_max) for d in depth], w)
         h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, e_max), eps[1]))  # (B, E_max, H', W')
         pk = _weighted([_pad_dim(normalize_kernel(p), 1, e_max) for p in project], w)  # (O, E_max, 1, 1)
-        out = _bn(F.conv2d(h, pk), eps[2])  # (B, O, H', W')
-        terms[block.slot].append((out, w.sum() if len(block.paths) > 1 else w[0]))
+        _, out = scaled_bn(F.conv2d(h, pk), w.sum() if len(block.paths) > 1 else w[0], eps[2])  # (B, O, H', W')
+        terms[block.slot].append((out, None))
         return
     n = len(block.paths)
     ek = expand[0] if n == 1 else torch.cat(expand)  # (sum E_i, C, 1, 1)
@@ -339,7 +405,7 @@ def _run_block(block: Block, z: torch.Tensor, weights: torch.Tensor, edges: Sequ
     dk = depth[0] if n == 1 else torch.cat([_pad_kernel(d, k) for d in depth])  # (sum E_i, 1, k, k)
     h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, width), eps[1]))  # (B, sum E_i, H', W')
     if n == 1:
-        terms[block.slot].append((_bn(F.conv2d(h, project[0]), eps[2]), w[0]))
+        terms[block.slot].append((scaled_bn(F.conv2d(h, project[0]), w[0], eps[2])[1], None))
         return
     start = 0  # members of equal width are contiguous (the rule sorted them): one grouped call each
     i = 0

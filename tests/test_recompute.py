@@ -1,0 +1,85 @@
+"""The pieces recomputed in backward (``toponas/topo/recompute.py``): the same values and gradients as the
+saved computation (float64), and fewer bytes kept for backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from toponas.topo.kernels import avg_pool_same
+from toponas.topo.measure import saved_activation_bytes
+from toponas.topo.recompute import recomputed_taps, scaled_bn
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _pool_bn(x: torch.Tensor) -> torch.Tensor:
+    return F.batch_norm(F.max_pool2d(x, 3, 1, 1), None, None, None, None, True, 0.0, 1e-5)
+
+
+FNS = (_pool_bn, lambda x: avg_pool_same(x, 3))
+LAYOUT = ([(0, 0), (1, 1)], [(1, 2)], [(0, 3)])  # three edges: max+avg, avg, max
+
+
+def _inputs():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 6, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    ws = [torch.rand((), generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    return x, ws
+
+
+def _plain_taps(x, ws):
+    ps = [fn(x) for fn in FNS]
+    return [sum(ws[k] * ps[s] for s, k in pairs) for pairs in LAYOUT]
+
+
+def test_recomputed_taps_equal_the_plain_taps_outputs_and_gradients() -> None:
+    x, ws = _inputs()
+    gen = torch.Generator().manual_seed(1)
+    grads = [torch.randn(3, 4, 6, 6, generator=gen, dtype=torch.float64) for _ in LAYOUT]
+    ours = recomputed_taps(FNS, LAYOUT, x, ws)
+    ref = _plain_taps(x, ws)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
+    g_ours = torch.autograd.grad(ours, [x, *ws], grads)
+    g_ref = torch.autograd.grad(ref, [x, *ws], grads)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b)
+    # one output unused: its weights get no gradient, the others the same as before
+    g_part = torch.autograd.grad(recomputed_taps(FNS, LAYOUT, x, ws)[0], [x, ws[0], ws[1]], grads[0])
+    g_ref0 = torch.autograd.grad(_plain_taps(x, ws)[0], [x, ws[0], ws[1]], grads[0])
+    for a, b in zip(g_part, g_ref0):
+        torch.testing.assert_close(a, b)
+
+
+def test_recomputed_taps_keep_only_the_input() -> None:
+    x, ws = _inputs()
+    ours = saved_activation_bytes(lambda: recomputed_taps(FNS, LAYOUT, x, ws))
+    plain = saved_activation_bytes(lambda: _plain_taps(x, ws))
+    assert ours == (x.numel() + len(ws)) * x.element_size()  # x and the four 0-d weights
+    assert plain >= 3 * ours  # pooling out and indices, bn out, avg pool out ...
+
+
+@pytest.mark.parametrize("use_h", [False, True])
+def test_scaled_bn_equals_bn_times_w(use_h: bool) -> None:
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.rand((), generator=gen, dtype=torch.float64, requires_grad=True)
+    g_y, g_h = (torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64) for _ in range(2))
+    h, y = scaled_bn(z, w, 1e-5)
+    h_ref = F.batch_norm(z, None, None, None, None, True, 0.0, 1e-5)
+    y_ref = w * h_ref
+    torch.testing.assert_close(h, h_ref)
+    torch.testing.assert_close(y, y_ref)
+    outs, refs, gs = ([y, h], [y_ref, h_ref], [g_y, g_h]) if use_h else ([y], [y_ref], [g_y])
+    for a, b in zip(torch.autograd.grad(outs, [z, w], gs), torch.autograd.grad(refs, [z, w], gs)):
+        torch.testing.assert_close(a, b)
+
+
+def test_scaled_bn_does_not_keep_its_output() -> None:
+    z = torch.randn(4, 3, 5, 5, requires_grad=True)
+    w = torch.tensor(0.3, requires_grad=True)
+    ours = saved_activation_bytes(lambda: scaled_bn(z, w, 1e-5))
+    plain = saved_activation_bytes(lambda: w * F.batch_norm(z, None, None, None, None, True, 0.0, 1e-5))
+    assert plain - ours >= z.numel() * z.element_size()  # bn(z) is not kept

@@ -1,0 +1,113 @@
+"""Cheap pieces recomputed in backward instead of saved: weighted parameter-free taps and weighted bn.
+
+A node sums ``w * t`` over its candidates. Autograd keeps every ``t`` for the architecture gradient
+(``dL/dw = <g, t>``), and for a pooling tap also the pooling's and bn's own inputs: several tensors of
+the node's size per source that a single network never holds. Both functions here keep only what is
+needed to recompute them (the source's input, or the bn's input and its two statistics vectors) and
+rebuild the rest in backward: the same operations on the same inputs, so the values and gradients are
+those of the saved computation (up to float rounding from the order of the sums).
+
+* :class:`RecomputedTaps`: the pooling (and pooling -> bn) taps of every edge reading one source,
+  ``out_e = sum_s w[e, s] * f_s(x)``; saves ``x`` (which the node keeps anyway) and the weights.
+* :func:`scaled_bn`: ``h = bn(z)`` (batch statistics, no affine) and ``w * h``; saves ``z`` and the
+  statistics, as bn itself does, but not ``h`` for ``dL/dw``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .autograd import _dot
+
+#: ``f(x)``: a parameter-free function of a source (pooling, pooling -> bn) that is cheap to run again.
+SourceFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class RecomputedTaps(torch.autograd.Function):
+    """``out_e = sum_(s, k) in layout[e] w_k * fns[s](x)`` for every output ``e``; backward recomputes ``fns``.
+
+    ``layout[e]``: ``(source index, weight index)`` pairs of output ``e``; ``ws``: 0-d weights.
+    """
+
+    @staticmethod
+    def forward(ctx, fns: Sequence[SourceFn], layout: Sequence[Sequence[tuple[int, int]]],  # type: ignore[override]
+                x: torch.Tensor, *ws: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ps = [fn(x) for fn in fns]  # autograd is off in forward: nothing of these is kept
+        outs = []
+        for pairs in layout:
+            (s0, k0), rest = pairs[0], pairs[1:]
+            out = ps[s0] * ws[k0]
+            for s, k in rest:
+                out.add_(ps[s] * ws[k])
+            outs.append(out)
+        ctx.fns, ctx.layout = fns, layout
+        ctx.save_for_backward(x, *ws)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
+        x, *ws = ctx.saved_tensors
+        need_x = ctx.needs_input_grad[2]
+        need_w = ctx.needs_input_grad[3:]
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(need_x)
+            ps = [fn(xd) for fn in ctx.fns]
+        g_ps: list[torch.Tensor | None] = [None] * len(ps)
+        g_ws: list[torch.Tensor | None] = [None] * len(ws)
+        for pairs, g in zip(ctx.layout, grads):
+            if g is None:
+                continue
+            for s, k in pairs:
+                if need_w[k]:
+                    g_ws[k] = _dot(g, ps[s].detach())
+                if need_x:
+                    g_ps[s] = g * ws[k] if g_ps[s] is None else g_ps[s].add_(g * ws[k])
+        g_x = None
+        if need_x:
+            used = [(p, g) for p, g in zip(ps, g_ps) if g is not None]
+            if used:
+                g_x, = torch.autograd.grad([p for p, _ in used], xd, [g for _, g in used])
+        return (None, None, g_x, *g_ws)
+
+
+def recomputed_taps(fns: Sequence[SourceFn], layout: Sequence[Sequence[tuple[int, int]]], x: torch.Tensor,
+                    ws: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """:class:`RecomputedTaps` (one output per entry of ``layout``)."""
+    return RecomputedTaps.apply(fns, layout, x, *ws)
+
+
+class _ScaledBN(torch.autograd.Function):
+    """``h = bn(z)`` (batch statistics, no affine parameters) and ``y = w * h``; ``h`` is not kept."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        h, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, eps)
+        ctx.eps = eps
+        ctx.save_for_backward(z, mean, invstd, w)
+        return h, h * w
+
+    @staticmethod
+    def backward(ctx, g_h: torch.Tensor | None, g_y: torch.Tensor | None):  # type: ignore[override]
+        z, mean, invstd, w = ctx.saved_tensors
+        g_w = None
+        if g_y is not None:
+            if ctx.needs_input_grad[1]:
+                shape = (1, -1) + (1,) * (z.dim() - 2)
+                h = (z - mean.view(shape)) * invstd.view(shape)  # the forward's h, rebuilt
+                g_w = _dot(g_y, h).reshape(w.shape)
+            g = g_y * w if g_h is None else torch.addcmul(g_h, g_y, w)
+        else:
+            g = g_h
+        g_z = None
+        if ctx.needs_input_grad[0] and g is not None:
+            g_z = torch.ops.aten.native_batch_norm_backward(g, z, None, None, None, mean, invstd, True, ctx.eps,
+                                                            [True, False, False])[0]
+        return g_z, g_w, None
+
+
+def scaled_bn(z: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(bn(z), w * bn(z))`` with batch statistics and no affine parameters; backward rebuilds ``bn(z)``
+    from ``z`` and the statistics instead of keeping it for ``dL/dw``."""
+    return _ScaledBN.apply(z, w, eps)
