@@ -176,7 +176,7 @@ class Program:
         """
         if not self.batches:
             return []
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # compiled: the partitioner decides
             return checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
         return self._build(weights, ops)
 
@@ -199,7 +199,8 @@ class Program:
                 t = cache[key]
             return t
 
-        recomputed = _recomputable_taps(plan)
+        # compiled graphs keep or recompute by the compiler's own choice (AOTAutograd's partitioner)
+        recomputed = [] if torch.compiler.is_compiling() else _recomputable_taps(plan)
         if recomputed:
             _run_taps(recomputed, x, weights, edges, terms)
         for item in plan.items:
@@ -278,12 +279,15 @@ def _run_taps(taps: Sequence[Tap], x: torch.Tensor, weights: torch.Tensor, edges
     layout: list[list[tuple[int, int]]] = []
     ws: list[torch.Tensor] = []
     for tap in taps:
-        if tap.source not in sources:
+        # positions by a loop of ==, not list.index/in: torch.compile cannot trace those over frozen dataclasses
+        at = next((i for i, src in enumerate(sources) if src == tap.source), None)
+        if at is None:
+            at = len(sources)
             sources.append(tap.source)
         if tap.path.slot not in slots:
             slots.append(tap.path.slot)
             layout.append([])
-        layout[slots.index(tap.path.slot)].append((sources.index(tap.source), len(ws)))
+        layout[slots.index(tap.path.slot)].append((at, len(ws)))
         ws.append(weights[edges[tap.path.slot], tap.path.cand])
     outs = recomputed_taps([_source_fn(src.prims) for src in sources], layout, x, ws)
     for slot, out in zip(slots, outs):

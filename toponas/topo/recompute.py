@@ -109,5 +109,9 @@ class _ScaledBN(torch.autograd.Function):
 
 def scaled_bn(z: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(bn(z), w * bn(z))`` with batch statistics and no affine parameters; backward rebuilds ``bn(z)``
-    from ``z`` and the statistics instead of keeping it for ``dL/dw``."""
+    from ``z`` and the statistics instead of keeping it for ``dL/dw``. Under ``torch.compile`` the plain
+    computation is traced instead (the compiler's partitioner chooses what to recompute itself)."""
+    if torch.compiler.is_compiling():
+        h = torch.native_batch_norm(z, None, None, None, None, True, 0.0, eps)[0]
+        return h, h * w
     return _ScaledBN.apply(z, w, eps)
