@@ -36,6 +36,7 @@ from .mobile_arch import (
     block_name,
 )
 from .primitives import BN, SEARCH_BN, TRAIN_BN, OpSpec, with_bn
+from .protocol import ExampleUnit, random_rows
 
 GROUPS = ("first", "block", "width")
 
@@ -332,7 +333,7 @@ class MobileSpace:
                 for g, (r, _) in self.arch_shapes.items()}
         out.append(("every droppable block skipped", self._from_rows(rows)))
         for t in range(trials):
-            pick = {g: torch.randint(0, k, (r,), generator=gen).tolist() for g, (r, k) in self.arch_shapes.items()}
+            pick = random_rows(self.arch_shapes, gen)
             out.append((f"random one-hot #{t}", self._from_rows(pick)))
         return out
 
@@ -345,8 +346,6 @@ class MobileSpace:
 
     def example_unit(self, channels: int):
         """A droppable block (stride 1, ``channels`` in and out) for ``explain``, reading row 0 of ``block``."""
-        from .protocol import ExampleUnit
-
         widths = tuple(max(1, math.floor(r * channels + 1e-9)) for r in self.spec.widths)
         specs = spec_candidates(self.spec, channels, channels, 1, True)
         block = MixedBlock(specs, channels, channels, 1, True, "block", 0, 0, widths)

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from .mixed import Mixing
 from .primitives import BN, TRAIN_BN, OpSpec, build_chain
+from .protocol import ExampleUnit, random_rows
 from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec, output_conv
 
 MOD_OPS = ("conv_1x1", "conv_3x3", "conv_5x5", "dil_conv_3x3")
@@ -244,7 +245,7 @@ class ModNasSpace:
             out.append((f"all width {WIDTHS[w]:g}", self._from_rows({"layer": [1] * (self.cells * LAYERS),
                                                                      "width": [w] * self.cells})))
         for t in range(trials):
-            rows = {g: torch.randint(0, k, (r,), generator=gen).tolist() for g, (r, k) in self.arch_shapes.items()}
+            rows = random_rows(self.arch_shapes, gen)
             out.append((f"random one-hot #{t}", self._from_rows(rows)))
         return out
 
@@ -264,8 +265,6 @@ class ModNasSpace:
         copy_sliced(net, supernet, rename)
 
     def example_unit(self, channels: int):
-        from .protocol import ExampleUnit
-
         return ExampleUnit(ModBlock(channels, 0), 1, {"layer": (LAYERS, len(MOD_OPS)), "width": (1, len(WIDTHS))})
 
     def output_shape(self, batch: int, size: int, in_channels: int = 3) -> tuple[int, ...]:

@@ -222,6 +222,11 @@ class SearchSpace(Protocol):
     # ``family = "restoration"`` and the ``tasks`` it serves (``docs/restoration.md``).
 
 
+def random_rows(arch_shapes: Mapping[str, tuple[int, int]], gen: torch.Generator) -> dict[str, list[int]]:
+    """One uniformly drawn candidate per row of every architecture group: a random vertex, as row indices."""
+    return {g: torch.randint(0, k, (r,), generator=gen).tolist() for g, (r, k) in arch_shapes.items()}
+
+
 def search_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(qualified name, module)`` of every :class:`SearchUnit` in ``model`` (outermost first, not nested)."""
     out: list[tuple[str, nn.Module]] = []

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from .mixed import Mixing
 from .primitives import BN, TRAIN_BN, OpSpec, build_chain
+from .protocol import ExampleUnit, random_rows
 from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec, output_conv
 
 KINDS = ("conv", "dil_conv", "skip_connect", "none")
@@ -299,7 +300,7 @@ class TrilevelSpace:
         out.append(("path prev2 everywhere", self._from_rows({"path": [1] * self.cells, "cell": [0] * len(EDGES),
                                                               "kernel": [1] * len(EDGES)})))
         for t in range(trials):
-            rows = {g: torch.randint(0, k, (r,), generator=gen).tolist() for g, (r, k) in self.arch_shapes.items()}
+            rows = random_rows(self.arch_shapes, gen)
             out.append((f"random one-hot #{t}", self._from_rows(rows)))
         return out
 
@@ -317,8 +318,6 @@ class TrilevelSpace:
         copy_sliced(net, supernet, rename)
 
     def example_unit(self, channels: int):
-        from .protocol import ExampleUnit
-
         return ExampleUnit(TrilevelCell(channels, 0), 1, {"cell": (len(EDGES), len(KINDS)),
                                                           "kernel": (len(EDGES), len(KERNELS))})
 
