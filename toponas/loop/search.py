@@ -89,6 +89,7 @@ class Search(RunLoop):
     diverged = SearchDiverged
     loss_names = {"w_loss": "weight loss", "a_loss": "architecture loss"}
     diverged_hint = "Lower the learning rates (--hp w_lr=... / --hp a_lr=...) or check the data."
+    data_parallel = True  # torchrun spreads one search over its processes (toponas.runtime.distributed)
 
     def __init__(
         self,

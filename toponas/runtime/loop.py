@@ -72,6 +72,9 @@ class RunLoop:
     diverged: type[Diverged] = Diverged
     diverged_hint = "Lower the learning rate or check the data."
     loss_names: dict[str, str] = {}  # how the divergence message names a loss
+    #: Whether the loop spreads one run over the processes of a ``torchrun`` launch (the search does);
+    #: any other loop (the retrainings of ``toponas train``) refuses such a launch before any work.
+    data_parallel = False
 
     def __init__(self, out: str | Path, resume: bool = False, progress: bool = True,
                  log: Callable[[str], None] = print, interrupt_after: int | None = None,
@@ -79,6 +82,9 @@ class RunLoop:
         self.out = Path(out)
         self.compile = compile  # torch.compile the network a step runs (toponas.runtime.compiled)
         self.world = World.from_env()
+        if self.world.distributed and not self.data_parallel:
+            raise ConfigError("toponas train runs in one process (torchrun spreads toponas search only); run it "
+                              "without torchrun")
         if not self.world.is_main:  # rank 0 alone prints and writes
             log, progress, tensorboard = (lambda line: None), False, False
         self.tensorboard = tensorboard

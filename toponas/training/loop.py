@@ -68,9 +68,6 @@ class Trainer(RunLoop):
                  compile: bool = False) -> None:
         super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after,
                          tensorboard=tensorboard, compile=compile)
-        if self.world.distributed:
-            raise ConfigError("toponas train runs in one process (torchrun spreads toponas search only); run it "
-                              "without torchrun")
         self.config = config
         self.space = space
         self.command = command
