@@ -22,7 +22,6 @@ every configuration runs under the same allocator settings).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -35,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_xautodl import build_ours, build_reference  # noqa: E402  (the sibling benchmark script)
+from vs_xautodl import build_ours, build_reference, parse_args, random_batch  # noqa: E402  (the sibling benchmark script)
 
 from toponas.runtime.allocator import allocator_state, minor_faults  # noqa: E402
 
@@ -72,24 +71,9 @@ def build_nni(channels: int, cells: int, device: torch.device) -> Callable[[Batc
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--cells", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=5, help="timed steps of each, interleaved")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--topo", default="off,full", help="TopoNAS modes to compare, comma-separated")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    p.add_argument("--json", help="write the figures here")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(__doc__)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    shape = (args.batch_size, 3, 32, 32)
-    batch = (torch.randn(shape, device=device), torch.randint(0, 10, (args.batch_size,), device=device),
-             torch.randn(shape, device=device), torch.randint(0, 10, (args.batch_size,), device=device))
+    batch = random_batch(args.batch_size, device)
     runs: dict[str, Callable[[Batch], None]] = {}
     peers = []
     for name, build, hint in (("nni 3.0 DARTS", build_nni, "pip install nni pytorch_lightning"),

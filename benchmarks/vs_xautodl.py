@@ -54,8 +54,9 @@ def build_ours(mode: str, channels: int, cells: int, device: torch.device):
     return lambda batch: strategy.step(ctx, *batch)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str | None) -> argparse.Namespace:
+    """The flags every peer benchmark takes (``vs_xautodl.py``, ``vs_nni.py``); sets the torch threads."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--cells", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
@@ -68,11 +69,21 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    return args
+
+
+def random_batch(batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """One fixed weight batch and architecture batch of CIFAR-10 shape: ``(x_w, y_w, x_a, y_a)``."""
     torch.manual_seed(0)
-    shape = (args.batch_size, 3, 32, 32)
-    batch = (torch.randn(shape, device=device), torch.randint(0, 10, (args.batch_size,), device=device),
-             torch.randn(shape, device=device), torch.randint(0, 10, (args.batch_size,), device=device))
+    shape = (batch_size, 3, 32, 32)
+    return (torch.randn(shape, device=device), torch.randint(0, 10, (batch_size,), device=device),
+            torch.randn(shape, device=device), torch.randint(0, 10, (batch_size,), device=device))
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    device = torch.device(args.device)
+    batch = random_batch(args.batch_size, device)
     runs = {"xautodl DARTS-V1": build_reference(args.channels, args.cells, device)}
     for mode in args.topo.split(","):
         runs[f"toponas darts-v1 topo={mode}"] = build_ours(mode, args.channels, args.cells, device)
