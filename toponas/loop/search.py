@@ -183,9 +183,8 @@ class Search(RunLoop):
         torch.manual_seed(cfg.seed)
         model = self.space.build_supernet(cfg.channels, cfg.cells or self.space.default_cells, **prepared.build)
         self.strategy = create_strategy(cfg.strategy, self.space, self.hyper)  # alphas from the seed
-        data = getattr(self, "ds", None)  # the classification task's images (a budget is for classification spaces)
-        self.budget = make_budget(self.space, data.image_size if data is not None else cfg.image_size, cfg.lut,
-                                  cfg.latency_target, cfg.flops_target)
+        self.budget = make_budget(self.space, prepared.image_size or cfg.image_size, cfg.lut, cfg.latency_target,
+                                  cfg.flops_target)
         attach_budget(self.strategy, self.budget)
         model = self.strategy.prepare_supernet(model, state["epoch"] if state is not None else 0)
         self.model = self.compiled(self._simplify(model))

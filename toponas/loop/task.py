@@ -19,11 +19,13 @@ TASKS = ("classify", "denoise", "sr")
 
 @dataclass
 class Prepared:
-    """What a task's ``prepare`` gives the loop: batches, the header's data line, the supernet's keyword arguments."""
+    """What a task's ``prepare`` gives the loop: batches, the header's data line, the supernet's keyword arguments,
+    and the side of the images the network sees whole (what a latency table is made for; None: not such images)."""
 
     batches: Any
     describe: str
     build: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None
 
 
 class ClassifyTask:
@@ -61,7 +63,7 @@ class ClassifyTask:
         line = (f"data   {ds.name}: {len(ds.train_y)} training images ({len(w_idx)} weight / {len(a_idx)} "
                 f"architecture), {ds.num_classes} classes, {ds.image_size}x{ds.image_size}, batch {cfg.batch_size}, "
                 f"seed {cfg.seed}")
-        return Prepared(batches, line, {"num_classes": ds.num_classes})
+        return Prepared(batches, line, {"num_classes": ds.num_classes}, image_size=ds.image_size)
 
     def result_fields(self, search, arch) -> dict[str, Any]:
         """Extra top-level fields of ``result.json`` (none for classification)."""
