@@ -279,15 +279,12 @@ def _run_taps(taps: Sequence[Tap], x: torch.Tensor, weights: torch.Tensor, edges
     layout: list[list[tuple[int, int]]] = []
     ws: list[torch.Tensor] = []
     for tap in taps:
-        # positions by a loop of ==, not list.index/in: torch.compile cannot trace those over frozen dataclasses
-        at = next((i for i, src in enumerate(sources) if src == tap.source), None)
-        if at is None:
-            at = len(sources)
+        if tap.source not in sources:
             sources.append(tap.source)
         if tap.path.slot not in slots:
             slots.append(tap.path.slot)
             layout.append([])
-        layout[slots.index(tap.path.slot)].append((at, len(ws)))
+        layout[slots.index(tap.path.slot)].append((sources.index(tap.source), len(ws)))
         ws.append(weights[edges[tap.path.slot], tap.path.cand])
     outs = recomputed_taps([_source_fn(src.prims) for src in sources], layout, x, ws)
     for slot, out in zip(slots, outs):
