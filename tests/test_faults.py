@@ -2,7 +2,8 @@
 
 Every case asserts the exit status, one ``error:`` line on stderr (click's ``Error:`` for usage errors),
 no traceback, and that the finished run it may touch is unchanged byte for byte. The cases run
-concurrently (each is its own process); the signal cases and the full disk follow them.
+concurrently (each is its own process, forked from a server that imported torch once: `cli_server.py`); the
+signal cases and the full disk follow them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_server import CliServer
 
 from toponas.config import SearchConfig
 from toponas.loop import Search
@@ -35,11 +38,24 @@ TRAIN_TINY = ["--subset", "32", "--epochs", "1", "--batch-size", "16", "--channe
               "--device", "cpu", "--no-progress"]
 
 
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+_SERVER: list[CliServer] = []
+_SERVER_LOCK = threading.Lock()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cli_server():
+    yield
+    while _SERVER:
+        _SERVER.pop().close()
+
+
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "toponas.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    """``python -m toponas.cli ARGS`` as its own process (forked from a server that imported torch once)."""
+    with _SERVER_LOCK:
+        if not _SERVER:
+            _SERVER.append(CliServer(ENV))
+    return _SERVER[0].run(*args, timeout=timeout)
 
 
 def digest(path: Path) -> dict[str, str]:

@@ -119,7 +119,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path):
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "toponas.cli", "search", "--dataset", "digits", "--subset", "96", "--batch-size",
-           "16", "--channels", "4", "--cells", "1", "--epochs", "30", "--out", str(out), "--cache-dir",
+           "16", "--channels", "4", "--cells", "1", "--epochs", "8", "--out", str(out), "--cache-dir",
            str(tmp_path / "c"), "--device", "cpu", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
@@ -130,7 +130,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path):
     assert proc.returncode == 130, output
     assert "--resume" in output and "Traceback" not in output
     state = load_checkpoint(out / "checkpoint.pt")
-    assert 1 <= state["epoch"] < 30 and not (out / "result.json").exists()
+    assert 1 <= state["epoch"] < 8 and not (out / "result.json").exists()
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads((out / "result.json").read_text())["epochs"] == 30
+    assert json.loads((out / "result.json").read_text())["epochs"] == 8

@@ -74,20 +74,26 @@ def test_space_follows_the_protocol(name, plain_supernets) -> None:
     assert space.verify_vertices(1, torch.Generator().manual_seed(0))
 
 
-# Every strategy steps on every space under ``full`` (the mode with the most rewriting); ``off`` and
+# Every strategy steps on every space under ``full`` (the mode with the most rewriting; see WIDTH_VARIANTS); ``off`` and
 # ``exact`` run with one strategy of each kind the loop drives differently (a strategy knows nothing of
 # the simplifier, so the other crosses would repeat these): relaxed bilevel, hard-sampled, multi-path
 # sampled, progressively pruned and one-shot single-path.
+# The intermediate NAS-Bench-201 widths (3 and 4 convolutions) are the same DAG and arch shapes as nb201
+# and nb201-wide6 with more candidates per edge; only the representatives step on them.
 MODE_REPRESENTATIVES = ("darts-v1", "gdas", "parsec", "drnas", "spos")
-COMBOS = [(s, m) for s in STRATEGIES.names() for m in topo.MODES if m == "full" or s in MODE_REPRESENTATIVES]
+WIDTH_VARIANTS = ("nb201-wide3", "nb201-wide4")
+COMBOS = [(space, s, m) for space in SPACES.names() for s in STRATEGIES.names() for m in topo.MODES
+          if s in MODE_REPRESENTATIVES or (m == "full" and space not in WIDTH_VARIANTS)]
 
 
 def test_mode_representatives_are_registered() -> None:
     assert set(MODE_REPRESENTATIVES) <= set(STRATEGIES.names())
+    assert set(WIDTH_VARIANTS) <= set(SPACES.names())
+    groups = {frozenset(create_space(v).arch_shapes) for v in WIDTH_VARIANTS}
+    assert groups == {frozenset(create_space("nb201").arch_shapes)}
 
 
-@pytest.mark.parametrize(("strategy_name", "mode"), COMBOS)
-@pytest.mark.parametrize("name", SPACES.names())
+@pytest.mark.parametrize(("name", "strategy_name", "mode"), COMBOS)
 def test_every_strategy_steps(name, strategy_name, mode, plain_supernets) -> None:
     space, plain = plain_supernets(name)
     torch.manual_seed(0)
