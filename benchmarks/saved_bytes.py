@@ -1,8 +1,8 @@
 """Saved-for-backward bytes of the simplified supernet (``full``) and the largest single network, per space.
 
-Saved bytes are affine in the batch size (activations grow with it, kernels and statistics do not), so
-two small batches give the figure at any batch exactly: ``bytes(B) = a + b * B`` from batches 4 and 8,
-evaluated at ``--batch-size`` (64). Cheap (no timing, no batch-64 pass), deterministic.
+Measured at ``--batch-size`` itself (one forward pass, no backward, no timing; deterministic). Not
+extrapolated from small batches: whether a unit rebuilds its kernels in backward depends on the batch
+(``toponas.topo.program.recompute_build``), so saved bytes are not affine in the batch.
 
     python benchmarks/saved_bytes.py --spaces nb201,nb201-wide3,nb201-wide4,nb201-wide6,darts,mobile
 """
@@ -51,9 +51,8 @@ def main() -> None:
     print(f"{'space':12s} {args.topo + ' MB':>9s} {'single MB':>9s} {args.topo + '/single':>11s}  "
           f"(batch {args.batch_size})")
     for name in [s.strip() for s in args.spaces.split(",") if s.strip()]:
-        small, large = measure(name, 4, args.channels, args.topo), measure(name, 8, args.channels, args.topo)
-        at = {k: small[k] + (large[k] - small[k]) / 4 * (args.batch_size - 4) for k in small}
-        rows.append({"space": name, "batch_4": small, "batch_8": large, f"batch_{args.batch_size}": at})
+        at = measure(name, args.batch_size, args.channels, args.topo)
+        rows.append({"space": name, f"batch_{args.batch_size}": at})
         print(f"{name:12s} {at[args.topo] / 2**20:9.1f} {at['single'] / 2**20:9.1f} "
               f"{at[args.topo] / at['single']:10.2f}x")
     if args.json:

@@ -83,3 +83,45 @@ def test_scaled_bn_does_not_keep_its_output() -> None:
     ours = saved_activation_bytes(lambda: scaled_bn(z, w, 1e-5))
     plain = saved_activation_bytes(lambda: w * F.batch_norm(z, None, None, None, None, True, 0.0, 1e-5))
     assert plain - ours >= z.numel() * z.element_size()  # bn(z) is not kept
+
+
+def test_kernel_build_recomputation_is_chosen_by_cost() -> None:
+    from toponas.topo.program import RECOMPUTE_BUILD_RATIO, recompute_build
+
+    assert recompute_build(10, None)  # no activation known: recompute, the memory-safe choice
+    assert recompute_build(int(RECOMPUTE_BUILD_RATIO * 1000), 1000)
+    assert not recompute_build(int(RECOMPUTE_BUILD_RATIO * 1000) - 1, 1000)
+
+
+def test_recomputed_kernel_build_equals_the_kept_build_and_keeps_fewer_bytes(monkeypatch) -> None:
+    """The whole simplified supernet with its kernel builds rebuilt in backward (ratio 0) and kept (a huge
+    ratio): the same loss and gradients (float64), and fewer saved bytes when rebuilt."""
+    from toponas import topo
+    from toponas.spaces import create_space
+    from toponas.spaces.mixed import Mixing
+    from toponas.strategies import create_strategy
+    from toponas.topo import program
+
+    space = create_space("nb201")
+    torch.manual_seed(0)
+    model = topo.simplify(space.build_supernet(4, 1, 5), "full").double().train()
+    alphas = create_strategy("darts-v1", space)
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64), torch.randint(0, 5, (2,), generator=gen)
+
+    def run(ratio: float):
+        monkeypatch.setattr(program, "RECOMPUTE_BUILD_RATIO", ratio)
+        model.zero_grad(set_to_none=True)
+        weights = {g: w.double().detach().requires_grad_(True) for g, w in alphas.mixing().weights.items()}
+        loss = F.cross_entropy(model(x, Mixing(weights)), y)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        nbytes = saved_activation_bytes(lambda: F.cross_entropy(model(x, Mixing(weights)), y))
+        return loss.detach(), grads, [w.grad.clone() for w in weights.values()], nbytes
+
+    kept, rebuilt = run(1e12), run(0.0)
+    torch.testing.assert_close(rebuilt[0], kept[0], rtol=0, atol=1e-12)
+    for a, b in zip(rebuilt[1] + rebuilt[2], kept[1] + kept[2]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert len(rebuilt[1]) == len(kept[1]) > 0
+    assert rebuilt[3] < kept[3]

@@ -76,7 +76,7 @@ class SimplifiedUnit:
         if call.active is not None:
             return self._plain(call)  # sampled step: only the active candidates run
         weights = call.weights  # (edges, K)
-        built = self.program.build(weights, self._ops)  # every kernel of the unit, this step
+        built = self.program.build(weights, self._ops, call.inputs[-1].numel())  # every kernel of the unit, this step
         nodes = list(call.inputs)
         pending: dict[int, list[Term]] = {}
         for g, (ks, _) in enumerate(self.program.groups):
@@ -144,7 +144,7 @@ class SimplifiedEdge(MixedEdge):
         if active is not None:
             return super().forward(x, weights, active)  # only the active candidates run
         rows = weights.unsqueeze(0)  # (1, K)
-        terms = self.program.run(0, x, rows, self.program.build(rows, self._ops), self._ops)
+        terms = self.program.run(0, x, rows, self.program.build(rows, self._ops, x.numel()), self._ops)
         return combine(terms[0], x)
 
     def extra_repr(self) -> str:

@@ -137,6 +137,17 @@ def build_batch(batch: _Batch, weights: torch.Tensor, ops: EdgeOps) -> _Built:
     return _Built(kernel, gamma, beta, bns[0].eps)
 
 
+#: Rebuild the kernels in backward when their kept copies are at least this fraction of the unit input's
+#: elements (measured: ``docs/profile.md``, "Recomputed in backward").
+RECOMPUTE_BUILD_RATIO = 1.0
+
+
+def recompute_build(kept_numel: int, activation_numel: int | None) -> bool:
+    """Whether a unit's kernel build runs under checkpointing: when the kernel copies it would keep are
+    large against one activation of the unit (``RECOMPUTE_BUILD_RATIO``), or the activation is unknown."""
+    return activation_numel is None or kept_numel >= RECOMPUTE_BUILD_RATIO * activation_numel
+
+
 class Program:
     """The group plans of one cell (or one edge) and the batches their kernels are built in.
 
@@ -165,20 +176,39 @@ class Program:
                     refs.append((i, start, len(batches[i])))
                 self.blocks[(g, c)] = refs
         self.batches = [_Batch(tuple(b), *geo) for b, geo in zip(batches, geometry)]
+        self._kept_numel: int | None = None
 
-    def build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
+    def build(self, weights: torch.Tensor, ops: EdgeOps, activation_numel: int | None = None) -> list[_Built]:
         """Every kernel of the cell for this step's weights ``(edges, K)``.
 
-        With autograd on, the build runs under non-reentrant checkpointing: the normalized, weighted and
-        embedded copies of the kernels are not kept for backward but built again there (kernel-sized
-        work, no randomness: the same tensors). Kept, they are a batch-independent part of the saved
-        bytes that grows with the candidates (every kernel several times, embedded in the call's extent).
+        With autograd on, the build may run under non-reentrant checkpointing: the normalized, weighted
+        and embedded copies of the kernels are then not kept for backward but built again there
+        (kernel-sized work, no randomness: the same tensors). That is a choice by cost
+        (:func:`recompute_build`): the copies are a batch-independent part of the saved bytes, large
+        against the activations of a deep, narrow-map unit or a small batch, and negligible against a
+        wide-map unit's, where rebuilding them costs time (each build is many small operations) for
+        little memory. ``activation_numel``: the elements of the unit's input this step (``None``:
+        always recompute).
         """
         if not self.batches:
             return []
-        if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # compiled: the partitioner decides
+        if (torch.is_grad_enabled() and not torch.compiler.is_compiling()  # compiled: the partitioner decides
+                and recompute_build(self.kept_numel(ops), activation_numel)):
             return checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
         return self._build(weights, ops)
+
+    def kept_numel(self, ops: EdgeOps) -> int:
+        """Elements of the kernel copies one build keeps for backward when not recomputed (an estimate:
+        one normalized-weighted-embedded copy per path of every item, at the call's extent)."""
+        if self._kept_numel is None:
+            total = 0
+            for b in self.batches:
+                k, first = b.items[0]
+                conv = ops(k, first.paths[0].cand)[first.positions[0]]
+                per_kernel = conv.weight.shape[0] * conv.weight.shape[1] * b.kernel * b.kernel
+                total += len(b.items) * len(first.paths) * per_kernel
+            self._kept_numel = total
+        return self._kept_numel
 
     def _build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
         return [build_batch(b, weights, ops) for b in self.batches]
