@@ -41,12 +41,14 @@ CASES: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "ista-nas": ("ista-nas", "nb201", {"lasso_iters": 50}, {}),
     "ista-nas-darts": ("ista-nas", "darts", {"lasso_iters": 50}, {"subset": 24, "channels": 4}),
     "ista-nas-one-stage": ("ista-nas-one-stage", "nb201", {"lasso_iters": 50}, {}),
+    "da-nas": ("da-nas", "nb201", {"epochs": 3}, {}),
+    "da-nas-mobile": ("da-nas", "mobile", {"epochs": 3}, {"subset": 16, "cells": None}),
     "hurricane": ("hurricane", "mobile", ONESHOT, {"subset": 16, "topo": "off", "cells": None}),
     "fox-nas": ("fox-nas", "mobile", {**ONESHOT, "fox_samples": 8, "sa_steps": 50},
                 {"subset": 16, "topo": "off", "cells": None}),
 }
 #: Cases whose checkpoint mid-run is kept by ``record-cut`` (after the stage switches where there are some).
-CUT_AFTER = {"darts-v1": 4, "gdas": 4, "drnas-progressive": 7, "fp-nas": 4, "pi-nas": 4, "spos": 5,
+CUT_AFTER = {"da-nas": 5, "darts-v1": 4, "gdas": 4, "drnas-progressive": 7, "fp-nas": 4, "pi-nas": 4, "spos": 5,
              "ista-nas": 4, "advantage": 4, "hurricane": 1}
 TIMINGS = {"search_seconds", "ms_per_step", "seconds", "peak_memory_bytes", "peak_memory_kind", "provenance",
            "out_dir", "step_ms"}

@@ -1,7 +1,8 @@
 """The strategy contract keeps results: tiny seeded searches end where they ended before it, old checkpoints resume.
 
 ``tests/data/strategy_golden.json`` holds the alphas, genotype and weight losses of every case of
-``tests/strategy_golden.py``, recorded with the code before the strategy contract (issue 14). On the machine
+``tests/strategy_golden.py``, recorded with the code before the strategy contract (issue 14; the da-nas cases,
+new with it, after). On the machine
 and torch they were recorded with, the alphas must be bit-identical (``torch.equal``); elsewhere (another CPU
 kernel, another torch) within float32 rounding. ``python tests/strategy_golden.py compare DIR`` checks every
 case's whole state (model, optimizers, result) bit for bit against a recording of its own.

@@ -12,9 +12,25 @@ from collections.abc import Mapping
 from typing import Any
 
 # Every strategy module, imported so that its strategies register (the order does not matter).
-from . import advantage, beta_darts, darts, drnas, foxnas, fpnas, gdas, hurricane, ista, nasi, oneshot, parsec, snas
+from . import (
+    advantage,
+    beta_darts,
+    danas,
+    darts,
+    drnas,
+    foxnas,
+    fpnas,
+    gdas,
+    hurricane,
+    ista,
+    nasi,
+    oneshot,
+    parsec,
+    snas,
+)
 from .base import Hyper, StepContext, StepStats, Strategy
 from .beta_darts import BetaDARTS
+from .danas import DANAS
 from .darts import DartsV1, DartsV2
 from .drnas import DrNAS
 from .foxnas import FOXNAS
@@ -26,7 +42,8 @@ from .oneshot import BNNAS, SPOS, PiNAS
 from .registry import STRATEGIES, register_strategy
 from .snas import SNAS
 
-MODULES = (advantage, beta_darts, darts, drnas, foxnas, fpnas, gdas, hurricane, ista, nasi, oneshot, parsec, snas)
+MODULES = (advantage, beta_darts, danas, darts, drnas, foxnas, fpnas, gdas, hurricane, ista, nasi, oneshot, parsec,
+           snas)
 
 
 def restoration_strategies() -> list[str]:
@@ -50,4 +67,4 @@ def create_strategy(name: str, space, hyper: Mapping[str, Any] | Hyper | None = 
 
 __all__ = ["STRATEGIES", "create_strategy", "register_strategy", "restoration_strategies", "Strategy", "Hyper",
            "StepContext", "StepStats", "DartsV1", "DartsV2", "GDAS", "SNAS", "DrNAS", "BetaDARTS", "NASI", "ISTANAS",
-           "ISTANASOneStage", "SPOS", "BNNAS", "PiNAS", "HURRICANE", "FOXNAS"]
+           "ISTANASOneStage", "DANAS", "SPOS", "BNNAS", "PiNAS", "HURRICANE", "FOXNAS"]
