@@ -177,13 +177,15 @@ class FPNAS(PARSEC):
                                 weight_decay=h.a_wd)
 
     def make_context(self, model: nn.Module) -> StepContext:
-        """The base context and the joint logits' own Adam (fresh, as at the switch)."""
+        """The base context and the joint logits' own Adam (fresh, as at the switch; none without joint rows)."""
         ctx = super().make_context(model)
-        self.joint_optimizer = self._make_joint_optimizer()
+        self.joint_optimizer = self._make_joint_optimizer() if self.joint_rows else None
         return ctx
 
     def optimizers(self, ctx: StepContext) -> dict[str, Any]:
         """The base optimizers and the joint logits' Adam (checkpointed before the switch too: an empty state)."""
+        if not self.joint_rows:
+            return super().optimizers(ctx)
         if self.joint_optimizer is None:
             self.joint_optimizer = self._make_joint_optimizer()
         return {**super().optimizers(ctx), "joint_optimizer": self.joint_optimizer}
