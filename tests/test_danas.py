@@ -71,7 +71,7 @@ def test_search_prunes_by_stage_grows_the_classes_and_resumes_exactly(tmp_path):
     full.run()
     data = json.loads((tmp_path / "full" / "result.json").read_text())
     assert [h["alive"]["cell"] for h in data["history"]] == [30, 18, 12]  # 5 -> 3 -> 2 candidates per edge
-    assert [h["classes"] for h in data["history"]] == [4, 7, 10]
+    assert [h["data_share"] for h in data["history"]] == pytest.approx([0.4, 0.7, 1.0])
     assert data["da_nas"]["alive"]["cell"] == [2] * 6 and sorted(data["da_nas"]["class_order"]) == list(range(10))
     for edge in data["alphas"]["cell"].values():  # the derived candidate is alive
         assert edge
@@ -87,7 +87,7 @@ def test_search_prunes_by_stage_grows_the_classes_and_resumes_exactly(tmp_path):
 
 def test_bad_hyperparameters_are_one_error_line(tmp_path):
     with pytest.raises(ConfigError, match="stages"):
-        Search(tiny(tmp_path, "a", stages=4), progress=False, log=lambda m: None)
+        Search(tiny(tmp_path, "a", stages=0), progress=False, log=lambda m: None)
     out = CliRunner().invoke(main, ["search", "--strategy", "da-nas", "--dataset", "digits", "--hp", "keep_frac=0",
                                     "--out", str(tmp_path / "b")])
     assert out.exit_code == 1 and out.output.strip().startswith("error:") and "keep_frac" in out.output

@@ -9,15 +9,17 @@ schedule below is ours; the paper gives it for ImageNet only):
 * the search is DARTS-V1's (softmax mixing, weight step then architecture step, the same optimizers),
   restricted to the candidates still alive on each edge/block: the others weigh exactly zero, do not run and
   are never derived (``Mixing.pruned``: the simplifier plans the alive set);
-* the epochs are split into ``stages`` equal stages; after the last epoch of every stage but the last, each
-  edge/block keeps its ``ceil(keep_frac * alive)`` candidates of largest alpha (NB201: 5 -> 3 -> 2; at least
-  ``min_keep``); the width choices of the mobile space are pruned the same way;
+* the epochs are split into ``stages`` equal stages (at most one per epoch); after the last epoch of every stage
+  but the last, each edge/block keeps its ``ceil(keep_frac * alive)`` candidates of largest alpha (NB201:
+  5 -> 3 -> 2; at least ``min_keep``); the width choices of the mobile space are pruned the same way;
 * "easy" classes: at the first step of each stage the classes are ranked by the mean loss of the current
   supernet (alive candidates) on that step's architecture batch, one forward without gradient; stage ``s``
-  trains and scores on the images of the easiest ``round(data_start + (1 - data_start) * s / (stages - 1))``
-  share of the classes (default 0.4, 0.7, 1.0 over three stages), selected from every batch, so a step of an
-  early stage runs fewer images. At the first stage the supernet is untrained and its ranking is little more
-  than a seeded order; a class missing from the ranking batch counts as hardest. This ranking is our choice
+  trains and scores on ``data_start + (1 - data_start) * s / (stages - 1)`` of every batch (default 0.4, 0.7,
+  1.0 over three stages), the images of the easiest classes first: with balanced batches, about the easiest
+  40% / 70% / all of the classes. A fixed number of images per step (not "every image of those classes")
+  keeps the shapes of a stage's steps equal (a new batch size costs the convolutions' set-up again). At the
+  first stage the supernet is untrained and its ranking is little more than a seeded order; a class missing
+  from the ranking batch counts as hardest. This ranking is our choice
   (the paper ranks classes by difficulty without saying how, in the summaries we could read).
 """
 
@@ -65,9 +67,6 @@ class DANAS(DartsV1):
 
     def __init__(self, space, hyper: DANASHyper | None = None) -> None:
         super().__init__(space, hyper)
-        if self.hyper.stages > self.hyper.epochs:
-            raise ValueError(f"da-nas: {self.hyper.stages} stages need at least as many epochs "
-                             f"(got {self.hyper.epochs})")
         for g, (edges, cands) in space.arch_shapes.items():
             self.register_buffer(f"alive_{g}", torch.ones(edges, cands, dtype=torch.bool))
         self.register_buffer("class_order", torch.zeros(0, dtype=torch.int64))  # easiest first, per stage
@@ -82,13 +81,18 @@ class DANAS(DartsV1):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- stages ----------------------------------------------------------------------------------
+    @property
+    def stages(self) -> int:
+        """``stages``, at most one per epoch of the run."""
+        return max(1, min(self.hyper.stages, self._epochs))
+
     def stage_of(self, epoch: int) -> int:
         """The stage ``epoch`` is in: ``stages`` equal parts of the run's epochs."""
-        return min(self.hyper.stages - 1, epoch * self.hyper.stages // max(self._epochs, 1))
+        return min(self.stages - 1, epoch * self.stages // max(self._epochs, 1))
 
     def data_share(self, stage: int) -> float:
-        h = self.hyper
-        return 1.0 if h.stages == 1 else h.data_start + (1 - h.data_start) * stage / (h.stages - 1)
+        n = self.stages
+        return 1.0 if n == 1 else self.hyper.data_start + (1 - self.hyper.data_start) * stage / (n - 1)
 
     def new_epoch(self, epoch: int, epochs: int) -> None:
         self._epochs = epochs
@@ -130,28 +134,27 @@ class DANAS(DartsV1):
         mean = torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("inf")))
         self.class_order = torch.argsort(mean, stable=True).to(self.class_order.device)
 
-    def classes(self, stage: int) -> torch.Tensor:
-        n = len(self.class_order)
-        return self.class_order[: max(1, round(self.data_share(stage) * n))]
-
-    @staticmethod
-    def select(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The images of ``keep``'s classes (the whole batch when fewer than two are: the search BN needs two)."""
-        mask = torch.isin(y, keep.to(y.device))
-        if int(mask.sum()) < 2:
+    def select(self, x: torch.Tensor, y: torch.Tensor, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stage's share of the batch (at least two images, for the search BN), easiest classes first,
+        in batch order."""
+        n = len(y)
+        k = min(n, max(2, round(self.data_share(stage) * n)))
+        if k >= n:
             return x, y
-        return x[mask], y[mask]
+        rank = torch.empty_like(self.class_order)
+        rank[self.class_order] = torch.arange(len(self.class_order), device=rank.device)
+        idx = torch.argsort(rank.to(y.device)[y], stable=True)[:k].sort().values
+        return x[idx], y[idx]
 
     # -- one step --------------------------------------------------------------------------------
     def step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> StepStats:
-        """DARTS-V1's step on the images of the stage's easy classes (ranked at the stage's first step)."""
+        """DARTS-V1's step on the stage's share of the images, easy classes first (ranked at the stage's first step)."""
         stage = self.stage_of(ctx.epoch)
         if int(self.ranked_stage) != stage:
             self.rank_classes(ctx, x_a, y_a)
             self.ranked_stage.fill_(stage)
-        keep = self.classes(stage)
-        x_w, y_w = self.select(x_w, y_w, keep)
-        x_a, y_a = self.select(x_a, y_a, keep)
+        x_w, y_w = self.select(x_w, y_w, stage)
+        x_a, y_a = self.select(x_a, y_a, stage)
         return super().step(ctx, x_w, y_w, x_a, y_a)
 
     def after_epoch(self, ctx: StepContext, epoch: int, simplify: Callable[[nn.Module], nn.Module]) -> StepContext:
@@ -174,9 +177,9 @@ class DANAS(DartsV1):
     def epoch_summary(self) -> dict[str, Any]:
         stage = self.stage_of(max(0, int(self.ranked_stage)))
         return {"stage": stage + 1, "alive": {g: int(self.alive(g).sum()) for g in self.alphas},
-                "classes": len(self.classes(stage)) if len(self.class_order) else None}
+                "data_share": self.data_share(stage)}
 
     def result_extras(self) -> dict[str, Any]:
-        return {"da_nas": {"stages": self.hyper.stages,
+        return {"da_nas": {"stages": self.stages,
                            "alive": {g: self.alive(g).sum(-1).tolist() for g in self.alphas},
                            "class_order": self.class_order.tolist()}}
