@@ -53,8 +53,7 @@ def run_epoch(strategy, ctx, batch, epoch, mode):
     ctx.epoch = epoch
     strategy.new_epoch(epoch, strategy.hyper.epochs)
     stats = strategy.step(ctx, *batch)
-    strategy.after_epoch(ctx, epoch, simplifier(mode))
-    return stats
+    return stats, strategy.after_epoch(ctx, epoch, simplifier(mode))  # the context of the next epoch
 
 
 def test_channel_shuffle_and_partial_edge_shapes():
@@ -85,7 +84,7 @@ def test_the_simplifier_rewrites_the_inner_edges_in_both_stages(mode):
     assert len(cells) == 3 and len(partial) == 18  # 3 stages x 1 cell x 6 edges
     assert all(type(p.edge) is SimplifiedEdge and p.edge.channels == p.channels // 4 for p in partial)
     for epoch in range(2):
-        run_epoch(strategy, ctx, batch, epoch, mode)
+        _, ctx = run_epoch(strategy, ctx, batch, epoch, mode)
     assert all(type(p.edge) is SimplifiedEdge and p.edge.channels == p.channels // 2 and p.k == 2 for p in partial)
 
 
@@ -95,7 +94,7 @@ def test_one_step_per_stage_under_every_topo_mode(mode):
     for epoch in range(4):
         a0 = strategy.alphas["cell"].detach().clone()
         w0 = [p.detach().clone() for p in model.parameters()]
-        stats = run_epoch(strategy, ctx, batch, epoch, mode)
+        stats, ctx = run_epoch(strategy, ctx, batch, epoch, mode)
         assert torch.isfinite(stats.w_loss) and torch.isfinite(stats.a_loss)
         warm = epoch in (0, 2)  # the first epoch of each stage is a warm-up: no architecture step
         assert torch.equal(strategy.alphas["cell"].detach(), a0) == warm
@@ -113,7 +112,7 @@ def test_exact_mode_equals_plain_across_the_switch():
         space, model, strategy, ctx, batch = make(mode, dtype=torch.float64)
         for epoch in range(4):
             torch.manual_seed(5 + epoch)
-            run_epoch(strategy, ctx, batch, epoch, mode)
+            _, ctx = run_epoch(strategy, ctx, batch, epoch, mode)
         results.append((strategy.alphas["cell"].detach().clone(), [p.detach().clone() for p in model.parameters()]))
     (a_off, w_off), (a_exact, w_exact) = results
     torch.testing.assert_close(a_exact, a_off, rtol=0, atol=1e-9)
@@ -161,7 +160,9 @@ def test_widening_copies_the_weights_and_the_momentum():
     old_m = ctx.w_optimizer.state[conv.weight]["momentum_buffer"].clone()
     assert old_w.shape == (2, 2, 3, 3)
     ctx.w_optimizer.param_groups[0]["lr"] = 0.0123
-    strategy.after_epoch(ctx, 1, simplifier("off"))  # the end of stage 1
+    old_ctx = ctx
+    ctx = strategy.after_epoch(ctx, 1, simplifier("off"))  # the end of stage 1: a new context
+    assert ctx.a_optimizer is old_ctx.a_optimizer and ctx.w_optimizer is not old_ctx.w_optimizer
     conv = model.cells[0].edges[3].edge.ops[3][1]
     assert conv.weight.shape == (4, 4, 3, 3)
     torch.testing.assert_close(conv.weight.detach(), old_w.repeat(2, 2, 1, 1))

@@ -8,7 +8,7 @@ import torch
 from toponas.config import ConfigError, SearchConfig
 from toponas.loop import Search, SearchDiverged, SearchInterrupted, SearchResult
 from toponas.loop.checkpoint import load_checkpoint
-from toponas.strategies.base import Strategy
+from toponas.strategies.darts import DartsV1
 
 
 def tiny(tmp_path, name="run", **changes):
@@ -65,7 +65,7 @@ def test_resume_reaches_the_same_state_as_an_uninterrupted_run(tmp_path, strateg
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    original = Strategy.weight_step
+    original = DartsV1.weight_step
 
     def poisoned(self, ctx, x, y):
         if ctx.epoch == 1:
@@ -73,7 +73,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
                 next(iter(ctx.model.parameters())).fill_(float("nan"))
         return original(self, ctx, x, y)
 
-    monkeypatch.setattr(Strategy, "weight_step", poisoned)
+    monkeypatch.setattr(DartsV1, "weight_step", poisoned)
     with pytest.raises(SearchDiverged, match="last good checkpoint"):
         Search(tiny(tmp_path), progress=False, log=quiet).run()
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")

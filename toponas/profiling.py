@@ -145,7 +145,7 @@ def profile(
         ctx = strategy.make_context(runs(model))
         ctx.task = task
         h = ctx.hyper
-        strategy.new_epoch(0, h.epochs)
+        strategy.begin_epoch(ctx, 0, h.epochs)
 
         def step(strategy=strategy, ctx=ctx):
             return strategy.step(ctx, *batch)

@@ -1,8 +1,10 @@
 """The search loop: alternating weight and architecture steps, checkpoints, resume, results.
 
-It knows no strategy and no space in detail: a strategy takes a step and derives the architecture,
-a space builds the supernet, ``toponas.topo.simplify`` (when asked) rewrites it. The epochs, steps,
-checkpoints, signals and NaN guard are the shared run loop's (``toponas.runtime.loop``).
+It knows no strategy and no space in detail: a strategy (the hooks of
+:class:`toponas.strategies.base.Strategy`, called in the order its docstring gives) takes a step, owns its
+optimizers and schedules and derives the architecture, a space builds the supernet, ``toponas.topo.simplify``
+(when asked) rewrites it. The epochs, steps, checkpoints, signals and NaN guard are the shared run loop's
+(``toponas.runtime.loop``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..runtime.provenance import provenance
 from ..runtime.signals import Interrupted
 from ..spaces import CellError, candidate_names, create_space
 from ..strategies import STRATEGIES, create_strategy
+from ..strategies.base import cosine_lr
 from .result import SearchResult
 from .task import create_task
 
@@ -44,11 +47,6 @@ class SearchDiverged(Diverged):
 
 class SearchInterrupted(Interrupted):
     """The run was stopped (Ctrl-C, SIGTERM); its state is saved and ``--resume`` continues it."""
-
-
-def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:
-    """Per-epoch cosine annealing from ``base`` to ``minimum`` (the reference schedule)."""
-    return minimum + (base - minimum) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
 NONNEGATIVE = ("lr", "wd", "momentum", "beta", "clip", "tau")
@@ -136,7 +134,7 @@ class Search(RunLoop):
 
     # -- set-up --------------------------------------------------------------------------------
     def check_saved(self, state: dict[str, Any]) -> None:
-        if "strategy" not in state or "a_optimizer" not in state:
+        if "strategy" not in state or ("optimizers" not in state and "a_optimizer" not in state):
             raise ConfigError(f"{self.out / 'checkpoint.pt'} is not a checkpoint of `toponas search`; "
                               "choose another --out")
         saved = SearchConfig.from_dict(state["config"])
@@ -191,15 +189,13 @@ class Search(RunLoop):
         self.strategy.to(self.device)
         self.ctx = self.strategy.make_context(self.model)
         self.ctx.task = self.task.step_task
-        w_opt, a_opt = self.ctx.w_optimizer, self.ctx.a_optimizer
         self.averager = GradientAverage(self.world)
 
         if state is not None:
             try:
                 self.model.load_state_dict(state["model"])
                 self.strategy.load_state_dict(state["strategy"])
-                w_opt.load_state_dict(state["w_optimizer"])
-                a_opt.load_state_dict(state["a_optimizer"])
+                self._load_optimizers(state)
             except (RuntimeError, KeyError, ValueError, TypeError) as e:
                 raise ConfigError(f"{self.out / 'checkpoint.pt'} does not fit this search ({str(e).splitlines()[0]}); "
                                   "choose another --out") from None
@@ -212,6 +208,23 @@ class Search(RunLoop):
             resolved = cfg.to_dict()
             resolved["resolved_hyper"] = vars(self.hyper)
             write_json(self.out / "config.json", resolved, only_if_changed=True)
+
+    def _load_optimizers(self, state: dict[str, Any]) -> None:
+        """The saved state of every optimizer the strategy names (:meth:`Strategy.optimizers`).
+
+        A checkpoint written before the strategy contract holds ``w_optimizer`` and ``a_optimizer`` at its top
+        level (a strategy keeps anything else it had in its own state, see ``FPNAS.load_state_dict``)."""
+        saved = state.get("optimizers")
+        legacy = saved is None
+        if legacy:
+            saved = {"w_optimizer": state["w_optimizer"], "a_optimizer": state["a_optimizer"]}
+        live = self.strategy.optimizers(self.ctx)
+        unknown = sorted(set(saved) - set(live)) + ([] if legacy else sorted(set(live) - set(saved)))
+        if unknown:
+            raise KeyError(f"optimizers {', '.join(unknown)} are not in both the checkpoint and the strategy")
+        for name, optimizer in live.items():
+            if name in saved:
+                optimizer.load_state_dict(saved[name])
 
     def header(self, data_line: str) -> str:
         """The first lines of a run's log: space, strategy, simplifier, data (the task's line), device, hyper."""
@@ -237,20 +250,14 @@ class Search(RunLoop):
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "strategy": self.strategy.state_dict(),
-            "w_optimizer": self.ctx.w_optimizer.state_dict(),
-            "a_optimizer": self.ctx.a_optimizer.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.strategy.optimizers(self.ctx).items()},
         }
 
     def steps_per_epoch(self) -> int:
         return len(self.batches)
 
     def begin_epoch(self, epoch: int) -> None:
-        h = self.hyper
-        self.strategy.new_epoch(epoch, h.epochs)
-        self.lr = cosine_lr(h.w_lr, h.w_lr_min, epoch, h.epochs)
-        for group in self.ctx.w_optimizer.param_groups:
-            group["lr"] = self.lr
-        self.ctx.epoch = epoch
+        self.schedule = dict(self.strategy.begin_epoch(self.ctx, epoch, self.hyper.epochs))
 
     def epoch_batches(self, epoch: int, start: int):
         return self.batches.epoch(epoch, start)
@@ -296,7 +303,7 @@ class Search(RunLoop):
         previous = self.history[-1]["genotype"] if self.history else None
         record = {
             "epoch": epoch + 1,
-            "lr": self.lr,
+            **self.schedule,  # the strategy's schedules of the epoch ({"lr": ...})
             "w_loss": sums["w_loss"] / n,
             "w_acc": sums["w_correct"] / n,
             "a_loss": sums["a_loss"] / n,
@@ -318,8 +325,12 @@ class Search(RunLoop):
         if bench:
             line += "  " + "  ".join(f"{k} {v:.2f}" for k, v in bench.items())
         self.log(line)
-        self.strategy.after_epoch(self.ctx, epoch, self._simplify)  # may change the supernet
-        self.model = self.compiled(self.ctx.model)
+        ctx = self.strategy.after_epoch(self.ctx, epoch, self._simplify)  # may change the supernet
+        if not isinstance(ctx, type(self.ctx)):
+            raise TypeError(f"{type(self.strategy).__name__}.after_epoch returned {type(ctx).__name__}, not the "
+                            "StepContext of the next epoch")
+        self.ctx = ctx
+        self.model = self.compiled(ctx.model)
 
     def _lookup(self, cell) -> dict | None:
         if self.benchmark is None:
@@ -340,7 +351,7 @@ class Search(RunLoop):
         alphas = {
             g: {edge_keys[g][e]: dict(zip(candidate_names(self.space, g), row))
                 for e, row in enumerate(a.detach().cpu().tolist())}
-            for g, a in self.strategy.alphas.items()
+            for g, a in self.strategy.arch_parameters().items()
         }
         budget = {} if self.budget is None else self.budget.record(self.space, cell)
         extras = {**self.strategy.result_extras(), **budget, **space_record(cfg.space),

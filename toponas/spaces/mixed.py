@@ -23,10 +23,16 @@ class Mixing:
     ``weights[group]`` has shape ``(edges, candidates)``. ``active[group]``, when given, lists for
     each edge the candidates that run; the others must have zero-valued weights and contribute
     ``w_i`` (a zero that still carries gradient, as in the GDAS reference). ``None`` means all run.
+
+    ``pruned``: the active lists are the candidates still *alive* after pruning (the same set for many
+    steps, not a sample): the others weigh exactly zero and their weights need no gradient. The plain
+    supernet computes the same either way; the simplifier then plans the alive set (one plan per set,
+    cached) instead of running the plain computation of a sampled step.
     """
 
     weights: dict[str, torch.Tensor]
     active: dict[str, list[list[int]]] | None = None
+    pruned: bool = False
 
     def edge(self, group: str, index: int) -> tuple[torch.Tensor, list[int] | None]:
         """Weights and active candidates of one edge of ``group``."""

@@ -1,26 +1,49 @@
-"""Search strategies: how architecture parameters become mixing weights, and one search step."""
+"""Search strategies: how architecture parameters become mixing weights, and one search step.
+
+The contract is :class:`~toponas.strategies.base.Strategy` (the hooks the search loop calls, in order);
+DARTS-V1 (:mod:`toponas.strategies.darts`) is its reference implementation. Each strategy registers
+itself where it is defined (``@register_strategy``); importing this package imports every strategy
+module, so :data:`STRATEGIES` is complete.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from ..registry import Registry
-from . import advantage, fpnas, parsec
+# Every strategy module, imported so that its strategies register (the order does not matter).
+from . import (
+    advantage,
+    beta_darts,
+    danas,
+    darts,
+    drnas,
+    foxnas,
+    fpnas,
+    gdas,
+    hurricane,
+    ista,
+    nasi,
+    oneshot,
+    parsec,
+    snas,
+)
 from .base import Hyper, StepContext, StepStats, Strategy
+from .beta_darts import BetaDARTS
+from .danas import DANAS
 from .darts import DartsV1, DartsV2
-from .drnas import SNAS, BetaDARTS, DrNAS
+from .drnas import DrNAS
 from .foxnas import FOXNAS
 from .gdas import GDAS
 from .hurricane import HURRICANE
 from .ista import ISTANAS, ISTANASOneStage
 from .nasi import NASI
 from .oneshot import BNNAS, SPOS, PiNAS
+from .registry import STRATEGIES, register_strategy
+from .snas import SNAS
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (DartsV1, DartsV2, GDAS, SNAS, DrNAS, BetaDARTS, parsec.PARSEC, fpnas.FPNAS,
-             advantage.AdvantageNAS, SPOS, BNNAS, NASI, PiNAS, ISTANAS, ISTANASOneStage, HURRICANE, FOXNAS):
-    STRATEGIES.register(_cls.name)(_cls)
+MODULES = (advantage, beta_darts, danas, darts, drnas, foxnas, fpnas, gdas, hurricane, ista, nasi, oneshot, parsec,
+           snas)
 
 
 def restoration_strategies() -> list[str]:
@@ -42,4 +65,6 @@ def create_strategy(name: str, space, hyper: Mapping[str, Any] | Hyper | None = 
     return cls(space, hyper)
 
 
-__all__ = ["STRATEGIES", "create_strategy", "Strategy", "Hyper", "StepContext", "StepStats"]
+__all__ = ["STRATEGIES", "create_strategy", "register_strategy", "restoration_strategies", "Strategy", "Hyper",
+           "StepContext", "StepStats", "DartsV1", "DartsV2", "GDAS", "SNAS", "DrNAS", "BetaDARTS", "NASI", "ISTANAS",
+           "ISTANASOneStage", "DANAS", "SPOS", "BNNAS", "PiNAS", "HURRICANE", "FOXNAS"]

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from .base import StepContext, grads_or_zeros
+from .registry import register_strategy
 from .sampling import Draws, SamplingHyper, SinglePathStrategy, one_hot
 
 
@@ -46,6 +47,7 @@ class AdvantageHyper(SamplingHyper):
             raise ValueError(f"hyperparameter baseline_rate must be in (0, 1], got {self.baseline_rate}")
 
 
+@register_strategy
 class AdvantageNAS(SinglePathStrategy):
     """One sampled single path per step; distribution update from the gates' gradient."""
 

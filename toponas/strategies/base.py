@@ -1,14 +1,17 @@
-"""The strategy lifecycle: how architecture parameters become mixing weights, and one search step.
+"""The strategy contract: the hooks the search loop calls, in the order it calls them, and what they share.
 
-A strategy is a small override of :class:`Strategy`: DARTS is the base itself, GDAS overrides
-:meth:`Strategy.mixing`, DARTS-V2 overrides :meth:`Strategy.arch_step`. The search loop only calls
-``prepare_supernet``, ``new_epoch``, ``step``, ``after_epoch`` and ``derive`` and checkpoints
-``state_dict``; it knows no strategy by name.
+:class:`Strategy` is abstract: it lists exactly what :class:`toponas.loop.search.Search` calls (see its
+docstring for the order). DARTS-V1 (:class:`toponas.strategies.darts.DartsV1`) is the reference
+implementation, and most strategies are small overrides of it (GDAS its ``mixing``, DARTS-V2 its
+``arch_step``). Query-based strategies (a population and an oracle, no supernet) have a sibling contract,
+:class:`toponas.query.base.QueryStrategy`; ``contract`` tells the search entry which one a class follows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,8 +19,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from ..spaces import Mixing
 
 
 @dataclass
@@ -75,6 +76,11 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
     return value
 
 
+def cosine_lr(base: float, minimum: float, epoch: int, epochs: int) -> float:
+    """Per-epoch cosine annealing from ``base`` to ``minimum`` (the reference schedule of the weights' SGD)."""
+    return minimum + (base - minimum) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
 def linear_schedule(start: float, end: float, epoch: int, epochs: int) -> float:
     """Linear per epoch from ``start`` (first epoch) to ``end`` (last epoch): the temperature schedules."""
     frac = epoch / (epochs - 1) if epochs > 1 else 0.0
@@ -101,7 +107,10 @@ CLASSIFICATION = Classification()
 
 @dataclass
 class StepContext:
-    """What a strategy needs to take one step: the supernet, its weights, both optimizers and the task."""
+    """What a strategy needs to take one step: the supernet, its weights, both optimizers and the task.
+
+    Made by :meth:`Strategy.make_context` (the strategy builds its optimizers); the loop sets ``task``
+    and hands the context back to every later hook. ``epoch`` is set by :meth:`Strategy.begin_epoch`."""
 
     model: nn.Module
     weights: Sequence[nn.Parameter]
@@ -134,14 +143,41 @@ def grads_or_zeros(output: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list
     grads = torch.autograd.grad(output, list(inputs), allow_unused=True)
     return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]
 
-class Strategy(nn.Module):
-    """DARTS-V1 (first order): softmax mixing, weight step then architecture step.
 
-    Cost note: every candidate of every edge runs and is kept for backward, so time and activation
-    memory grow with the number of candidates; ``toponas.topo`` simplifies the supernet for that.
+class Strategy(nn.Module, ABC):
+    """The contract between the search loop and a supernet strategy: exactly the hooks the loop calls.
+
+    The loop (:class:`toponas.loop.search.Search`) calls them in this order and knows no strategy by name:
+
+    Set-up (a new run, and again on ``--resume``):
+
+    1. ``Cls(space, hyper)`` (through :func:`toponas.strategies.create_strategy`, under the run's seed):
+       the architecture parameters. The run then sets :attr:`budget` when it has a latency/FLOPs target.
+    2. :meth:`prepare_supernet` ``(model, epoch)``: the supernet to search, before the simplifier runs.
+    3. (the loop simplifies the supernet and moves it and the strategy to the run's device)
+    4. :meth:`make_context` ``(model)``: a :class:`StepContext` holding the optimizers the strategy builds.
+    5. On resume: ``load_state_dict`` (the strategy is an ``nn.Module``: parameters, buffers, extra state),
+       then the saved state of each entry of :meth:`optimizers` ``(ctx)``.
+
+    Every epoch:
+
+    6. :meth:`begin_epoch` ``(ctx, epoch, epochs)``: the epoch's schedules (learning rate, temperature);
+       returns the figures that open the epoch's ``history`` line (``{"lr": ...}``).
+    7. :meth:`step` ``(ctx, x_w, y_w, x_a, y_a)`` for every pair of batches: a :class:`StepStats`.
+    8. :meth:`derive`, :meth:`probabilities` and :meth:`epoch_summary`: the epoch's ``history`` line.
+    9. :meth:`after_epoch` ``(ctx, epoch, simplify)``: the context of the next epoch (a new supernet, if the
+       strategy changes it).
+    10. The checkpoint: ``state_dict()`` and the ``state_dict()`` of each entry of :meth:`optimizers` ``(ctx)``.
+
+    The end: :meth:`derive`, :meth:`arch_parameters` and :meth:`result_extras` (``result.json``).
+
+    Under ``torchrun`` the loop also averages the gradients of ``parameters()`` and compares ``state_dict()``
+    across processes after each epoch (``data_parallel``). The class attributes below are read before any
+    hook: by :func:`~toponas.strategies.create_strategy` (``families``, ``any_task``), the search entry
+    (``contract``), the budget (``budgets``) and ``toponas search --help`` (``Hyper``).
     """
 
-    name: ClassVar[str] = "darts-v1"
+    name: ClassVar[str]
     contract: ClassVar[str] = "supernet"  # the search entry dispatches on it (query-based: toponas.query)
     #: The space families (``space.family``) this strategy searches; ``None``: every space.
     families: ClassVar[tuple[str, ...] | None] = None
@@ -151,8 +187,8 @@ class Strategy(nn.Module):
     data_parallel: ClassVar[bool] = True
     #: Whether every loss of its step goes through ``ctx.task`` (then it searches restoration spaces too).
     any_task: ClassVar[bool] = False
-    #: The budgets (``"latency"``, ``"flops"``) the strategy is held to by :meth:`arch_objective` or its
-    #: own search; the run gives it a :class:`~toponas.hardware.budget.Budget` in ``self.budget``.
+    #: The budgets (``"latency"``, ``"flops"``) the strategy is held to by its architecture loss or its own
+    #: search; the run gives it a :class:`~toponas.hardware.budget.Budget` in ``self.budget``.
     budgets: ClassVar[tuple[str, ...]] = ()
     Hyper: ClassVar[type[Hyper]] = Hyper
 
@@ -161,119 +197,61 @@ class Strategy(nn.Module):
         self.space = space
         self.hyper = hyper if hyper is not None else self.Hyper()
         self.budget = None  # a toponas.hardware.budget.Budget when the run has a latency/FLOPs target
-        # One architecture matrix per group, shared by all cells; reference init 1e-3 * randn.
-        self.alphas = nn.ParameterDict(
-            {g: nn.Parameter(1e-3 * torch.randn(*shape)) for g, shape in space.arch_shapes.items()}
-        )
 
-    def make_context(self, model: nn.Module) -> StepContext:
-        """The supernet's SGD and the architecture's Adam, built from this strategy's hyperparameters."""
-        h = self.hyper
-        weights = [p for p in model.parameters() if p.requires_grad]
-        w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd,
-                                nesterov=h.w_nesterov)
-        a_opt = torch.optim.Adam(list(self.alphas.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
-                                 weight_decay=h.a_wd)
-        return StepContext(model, weights, w_opt, a_opt, h)
-
-    # -- lifecycle -------------------------------------------------------------------------------
-    def new_epoch(self, epoch: int, epochs: int) -> None:
-        """Called before each epoch (temperature schedules and the like)."""
-
+    # -- set-up ----------------------------------------------------------------------------------
     def prepare_supernet(self, model: nn.Module, epoch: int) -> nn.Module:
         """The supernet to search from ``epoch`` on, made from the space's plain one before the
         simplifier runs (set-up of a run, or of its resumption at ``epoch``). Default: ``model``."""
         return model
 
-    def after_epoch(self, ctx: StepContext, epoch: int, simplify: Callable[[nn.Module], nn.Module]) -> None:
-        """Called after the last step of ``epoch``, before its checkpoint. A strategy that changes the
-        supernet's structure here (DrNAS's progressive variant) does it in place, passes each new
-        plain module through ``simplify`` (the run's ``--topo`` rewrite, on its device) and updates
-        ``ctx`` (weights, optimizers); :meth:`prepare_supernet` must then build the same structure
-        for a run resumed at ``epoch + 1``. Default: nothing."""
+    @abstractmethod
+    def make_context(self, model: nn.Module) -> StepContext:
+        """The step context of ``model`` (simplified, on the run's device): its weights and the optimizers
+        this strategy steps. Everything :meth:`optimizers` returns must exist once this has run."""
 
-    def mixing(self) -> Mixing:
-        """Mixing weights for one forward pass: ``softmax(alpha)`` per edge."""
-        return Mixing({g: F.softmax(a, dim=-1) for g, a in self.alphas.items()})
+    def optimizers(self, ctx: StepContext) -> dict[str, Any]:
+        """Every optimizer (or schedule: anything with ``state_dict``/``load_state_dict``) the strategy
+        steps, by a name unique in the run: the checkpoint saves each one's state under its name and a
+        resumed run loads it back after :meth:`make_context`. Default: ``ctx``'s two optimizers."""
+        return {"w_optimizer": ctx.w_optimizer, "a_optimizer": ctx.a_optimizer}
 
-    def regularizer(self, epoch: int) -> torch.Tensor | float:
-        """Extra term of the architecture loss (none for DARTS)."""
-        return 0.0
+    # -- every epoch -----------------------------------------------------------------------------
+    def begin_epoch(self, ctx: StepContext, epoch: int, epochs: int) -> dict[str, float]:
+        """Before the first step of ``epoch`` (of ``epochs``, the run's current length): set the epoch's
+        schedules and ``ctx.epoch``; return the figures that open its history line. Default: no schedule."""
+        ctx.epoch = epoch
+        return {}
 
-    def arch_objective(self, loss: torch.Tensor, epoch: int) -> torch.Tensor:
-        """The architecture loss: ``loss`` plus :meth:`regularizer`, times the budget's cost factor under a
-        fresh mixing (``max(1, E[LAT]/T)^beta``, see :mod:`toponas.hardware.budget`) when there is one."""
-        total = loss + self.regularizer(epoch)
-        if self.budget is not None and self.budget.kinds:
-            total = total * self.budget.factor(self.mixing().weights)
-        return total
+    @abstractmethod
+    def step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> StepStats:
+        """One search step on a weight batch ``(x_w, y_w)`` and an architecture batch ``(x_a, y_a)``."""
 
+    @abstractmethod
     def derive(self):
-        """The discrete architecture: the space's derivation applied to the parameters (within the budget)."""
-        return self.fit_budget(self.space.derive({g: a.detach() for g, a in self.alphas.items()}))
+        """The discrete architecture the strategy stands for now (the space's genotype)."""
 
-    def fit_budget(self, arch):
-        """``arch``, or with a budget the nearest architecture (by probability) that meets it
-        (:meth:`toponas.hardware.budget.Budget.project`)."""
-        if self.budget is None or not self.budget.kinds or not self.budgets:
-            return arch
-        return self.budget.project(self.space, self.probabilities(), arch)
+    @abstractmethod
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """Per group, ``(edges, candidates)`` candidate probabilities (history, separation, reports)."""
 
     def epoch_summary(self) -> dict[str, Any]:
         """Extra figures for this epoch's line in ``history`` (e.g. sampled architectures)."""
         return {}
 
+    def after_epoch(self, ctx: StepContext, epoch: int, simplify: Callable[[nn.Module], nn.Module]) -> StepContext:
+        """After the last step of ``epoch``, before its checkpoint: the context of the next epoch.
+
+        A strategy that changes the supernet's structure here (DrNAS's progressive variant) passes each
+        new plain module through ``simplify`` (the run's ``--topo`` rewrite, on its device) and returns a
+        context with the new model, weights and optimizers; :meth:`prepare_supernet` must then build the
+        same structure for a run resumed at ``epoch + 1``. Default: ``ctx`` as it is."""
+        return ctx
+
+    # -- the end ---------------------------------------------------------------------------------
+    @abstractmethod
+    def arch_parameters(self) -> dict[str, torch.Tensor]:
+        """Per group, the ``(edges, candidates)`` architecture parameters ``result.json`` reports."""
+
     def result_extras(self) -> dict[str, Any]:
         """Extra top-level fields of ``result.json`` (e.g. ``samples_total``)."""
         return {}
-
-    def probabilities(self) -> dict[str, torch.Tensor]:
-        """Per-edge candidate probabilities for logs and reports."""
-        return {g: F.softmax(a.detach(), dim=-1) for g, a in self.alphas.items()}
-
-    # -- one step --------------------------------------------------------------------------------
-    def step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> StepStats:
-        """One search step: a weight step on the weight batch and an architecture step."""
-        if self.hyper.arch_first:
-            a_loss, a_logits = self.arch_step(ctx, x_w, y_w, x_a, y_a)
-            w_loss, w_logits = self.weight_step(ctx, x_w, y_w)
-        else:
-            w_loss, w_logits = self.weight_step(ctx, x_w, y_w)
-            a_loss, a_logits = self.arch_step(ctx, x_w, y_w, x_a, y_a)
-        return StepStats(
-            w_loss.detach(),
-            ctx.task.correct(w_logits.detach(), y_w),
-            a_loss.detach(),
-            ctx.task.correct(a_logits.detach(), y_a),
-            int(y_w.shape[0]),
-        )
-
-    def forward_loss(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-        """The task's loss (cross-entropy for classification) of the supernet under a fresh mixing."""
-        logits = ctx.model(x, self.mixing())
-        return ctx.task.loss(logits, y), logits
-
-    def weight_step(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-        """SGD on the supernet weights (gradients of the weights only), clipped."""
-        loss, logits = self.forward_loss(ctx, x, y)
-        # Weights of candidates that did not run (sampling strategies) get no gradient and, as in
-        # the reference, no update: SGD skips parameters whose ``grad`` is None.
-        grads = torch.autograd.grad(loss, ctx.weights, allow_unused=True)
-        for p, g in zip(ctx.weights, grads):
-            p.grad = g
-        if ctx.hyper.grad_clip > 0:
-            nn.utils.clip_grad_norm_(ctx.weights, ctx.hyper.grad_clip)
-        ctx.w_optimizer.step()
-        return loss, logits
-
-    def arch_step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> tuple[torch.Tensor, torch.Tensor]:
-        """Adam on the architecture parameters, first order: gradient of the validation loss."""
-        loss, logits = self.forward_loss(ctx, x_a, y_a)
-        total = self.arch_objective(loss, ctx.epoch)
-        self.set_arch_grads(grads_or_zeros(total, list(self.alphas.values())))
-        ctx.a_optimizer.step()
-        return loss, logits
-
-    def set_arch_grads(self, grads: Sequence[torch.Tensor]) -> None:
-        for a, g in zip(self.alphas.values(), grads):
-            a.grad = g

@@ -1,20 +1,150 @@
-"""DARTS-V1 (first order) and DARTS-V2 (second order, unrolled weight step)."""
+"""DARTS-V1 (first order), the reference implementation of the strategy contract, and DARTS-V2 (second order).
+
+Liu, Simonyan and Yang, "DARTS: Differentiable Architecture Search" (ICLR 2019); the NAS-Bench-201 settings
+are xautodl 1.0.0's (``configs/nas-benchmark/algos/DARTS.config`` and the DARTS-V1/V2 search scripts).
+:class:`DartsV1` implements every hook of :class:`~toponas.strategies.base.Strategy`; most strategies
+override a few of its smaller methods (``mixing``, ``regularizer``, ``arch_step``, ``new_epoch``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
-from .base import Hyper, StepContext, Strategy, grads_or_zeros
+from ..spaces import Mixing
+from .base import Hyper, StepContext, StepStats, Strategy, cosine_lr, grads_or_zeros
+from .registry import register_strategy
 
 
+@register_strategy
 class DartsV1(Strategy):
-    """DARTS first order: the base strategy as is (xautodl ``DARTS-V1``)."""
+    """DARTS-V1 (first order, xautodl ``DARTS-V1``): softmax mixing, weight step then architecture step.
+
+    One architecture matrix per group, shared by all cells, initialized ``1e-3 * randn``; the weights' SGD
+    (lr cosine-annealed per epoch from ``w_lr`` to ``w_lr_min``) and the architecture's Adam are built by
+    :meth:`make_context`. Cost note: every candidate of every edge runs and is kept for backward, so time
+    and activation memory grow with the number of candidates; ``toponas.topo`` simplifies the supernet.
+    """
 
     name = "darts-v1"
     any_task = True
     budgets = ("latency", "flops")
+
+    def __init__(self, space, hyper: Hyper | None = None) -> None:
+        super().__init__(space, hyper)
+        # One architecture matrix per group, shared by all cells; reference init 1e-3 * randn.
+        self.alphas = nn.ParameterDict(
+            {g: nn.Parameter(1e-3 * torch.randn(*shape)) for g, shape in space.arch_shapes.items()}
+        )
+
+    # -- the contract ----------------------------------------------------------------------------
+    def make_context(self, model: nn.Module) -> StepContext:
+        """The supernet's SGD and the architecture's Adam, built from this strategy's hyperparameters."""
+        h = self.hyper
+        weights = [p for p in model.parameters() if p.requires_grad]
+        w_opt = torch.optim.SGD(weights, lr=h.w_lr, momentum=h.w_momentum, weight_decay=h.w_wd,
+                                nesterov=h.w_nesterov)
+        a_opt = torch.optim.Adam(list(self.alphas.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
+                                 weight_decay=h.a_wd)
+        return StepContext(model, weights, w_opt, a_opt, h)
+
+    def begin_epoch(self, ctx: StepContext, epoch: int, epochs: int) -> dict[str, float]:
+        """:meth:`new_epoch` (temperatures and the like), then the weights' cosine learning rate."""
+        h = self.hyper
+        self.new_epoch(epoch, epochs)
+        lr = cosine_lr(h.w_lr, h.w_lr_min, epoch, epochs)
+        for group in ctx.w_optimizer.param_groups:
+            group["lr"] = lr
+        ctx.epoch = epoch
+        return {"lr": lr}
+
+    def new_epoch(self, epoch: int, epochs: int) -> None:
+        """The strategy's own per-epoch schedule (temperatures, supports ...), before the learning rate's."""
+
+    def derive(self):
+        """The discrete architecture: the space's derivation applied to the parameters (within the budget)."""
+        return self.fit_budget(self.space.derive({g: a.detach() for g, a in self.alphas.items()}))
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """Per-edge candidate probabilities ``softmax(alpha)``."""
+        return {g: F.softmax(a.detach(), dim=-1) for g, a in self.alphas.items()}
+
+    def arch_parameters(self) -> dict[str, torch.Tensor]:
+        return dict(self.alphas.items())
+
+    # -- what the step is made of ----------------------------------------------------------------
+    def mixing(self) -> Mixing:
+        """Mixing weights for one forward pass: ``softmax(alpha)`` per edge (profilers call it too)."""
+        return Mixing({g: F.softmax(a, dim=-1) for g, a in self.alphas.items()})
+
+    def regularizer(self, epoch: int) -> torch.Tensor | float:
+        """Extra term of the architecture loss (none for DARTS)."""
+        return 0.0
+
+    def arch_objective(self, loss: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The architecture loss: ``loss`` plus :meth:`regularizer`, times the budget's cost factor under a
+        fresh mixing (``max(1, E[LAT]/T)^beta``, see :mod:`toponas.hardware.budget`) when there is one."""
+        total = loss + self.regularizer(epoch)
+        if self.budget is not None and self.budget.kinds:
+            total = total * self.budget.factor(self.mixing().weights)
+        return total
+
+    def fit_budget(self, arch):
+        """``arch``, or with a budget the nearest architecture (by probability) that meets it
+        (:meth:`toponas.hardware.budget.Budget.project`)."""
+        if self.budget is None or not self.budget.kinds or not self.budgets:
+            return arch
+        return self.budget.project(self.space, self.probabilities(), arch)
+
+    def step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> StepStats:
+        """One search step: a weight step on the weight batch and an architecture step (``arch_first``: reversed)."""
+        if self.hyper.arch_first:
+            a_loss, a_logits = self.arch_step(ctx, x_w, y_w, x_a, y_a)
+            w_loss, w_logits = self.weight_step(ctx, x_w, y_w)
+        else:
+            w_loss, w_logits = self.weight_step(ctx, x_w, y_w)
+            a_loss, a_logits = self.arch_step(ctx, x_w, y_w, x_a, y_a)
+        return StepStats(
+            w_loss.detach(),
+            ctx.task.correct(w_logits.detach(), y_w),
+            a_loss.detach(),
+            ctx.task.correct(a_logits.detach(), y_a),
+            int(y_w.shape[0]),
+        )
+
+    def forward_loss(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's loss (cross-entropy for classification) of the supernet under a fresh mixing."""
+        logits = ctx.model(x, self.mixing())
+        return ctx.task.loss(logits, y), logits
+
+    def weight_step(self, ctx: StepContext, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """SGD on the supernet weights (gradients of the weights only), clipped."""
+        loss, logits = self.forward_loss(ctx, x, y)
+        # Weights of candidates that did not run (sampling strategies) get no gradient and, as in
+        # the reference, no update: SGD skips parameters whose ``grad`` is None.
+        grads = torch.autograd.grad(loss, ctx.weights, allow_unused=True)
+        for p, g in zip(ctx.weights, grads):
+            p.grad = g
+        if ctx.hyper.grad_clip > 0:
+            nn.utils.clip_grad_norm_(ctx.weights, ctx.hyper.grad_clip)
+        ctx.w_optimizer.step()
+        return loss, logits
+
+    def arch_step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adam on the architecture parameters, first order: gradient of the validation loss."""
+        loss, logits = self.forward_loss(ctx, x_a, y_a)
+        total = self.arch_objective(loss, ctx.epoch)
+        self.set_arch_grads(grads_or_zeros(total, list(self.alphas.values())))
+        ctx.a_optimizer.step()
+        return loss, logits
+
+    def set_arch_grads(self, grads: Sequence[torch.Tensor]) -> None:
+        for a, g in zip(self.alphas.values(), grads):
+            a.grad = g
 
 
 @dataclass
@@ -25,7 +155,8 @@ class DartsV2Hyper(Hyper):
     fd_eps: float = 0.01  # finite-difference step: eps = fd_eps / ||v|| (reference: 0.01)
 
 
-class DartsV2(Strategy):
+@register_strategy
+class DartsV2(DartsV1):
     """DARTS second order: the architecture gradient through one virtual weight step.
 
     ``grad_alpha L_val(w') - lr * H`` with ``w' = w - lr (momentum * m + grad_w L_train + wd * w)``
@@ -34,9 +165,7 @@ class DartsV2(Strategy):
     """
 
     name = "darts-v2"
-    budgets = ("latency", "flops")
     Hyper = DartsV2Hyper
-    any_task = True
 
     def arch_step(self, ctx: StepContext, x_w, y_w, x_a, y_a):
         weights = list(ctx.weights)

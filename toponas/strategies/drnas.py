@@ -1,7 +1,14 @@
-"""DrNAS, SNAS and beta-DARTS: the strategies that share the DrNAS training recipe."""
+"""DrNAS: Dirichlet architecture distributions, and its progressive variant; the DrNAS training recipe.
+
+Chen et al., "DrNAS: Dirichlet Neural Architecture Search" (ICLR 2021); the NAS-Bench-201 settings are
+those of the public DrNAS code (``201-space`` search script). :class:`DrNASRecipe` is shared by SNAS
+(:mod:`toponas.strategies.snas`) and beta-DARTS (:mod:`toponas.strategies.beta_darts`), which the DrNAS
+code runs with the same recipe.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +20,9 @@ from torch.nn import functional as F
 
 from ..spaces import Mixing
 from ..spaces.partial import fit_shape, make_partial, widen_partial
-from .base import Hyper, StepContext, Strategy, linear_schedule
+from .base import Hyper, StepContext
+from .darts import DartsV1
+from .registry import register_strategy
 
 
 @dataclass
@@ -72,7 +81,8 @@ class DrNASHyper(DrNASRecipe):
         return epoch - start < math.floor(self.warmup_frac * length + 0.5)
 
 
-class DrNAS(Strategy):
+@register_strategy
+class DrNAS(DartsV1):
     """Dirichlet mixing: ``theta ~ Dir(ELU(alpha) + 1)``, sampled with ``rsample`` per forward pass.
 
     The sample is shared by all cells (one architecture matrix). Derivation: argmax of the
@@ -87,8 +97,6 @@ class DrNAS(Strategy):
     """
 
     name = "drnas"
-    any_task = True
-    budgets = ("latency", "flops")
     Hyper = DrNASHyper
 
     def __init__(self, space, hyper: DrNASHyper | None = None) -> None:
@@ -178,11 +186,11 @@ class DrNAS(Strategy):
             top = self._masked(g, a.detach(), float("-inf")).topk(self.hyper.keep, dim=-1).indices
             mask.zero_().scatter_(-1, top, True)
 
-    def after_epoch(self, ctx: StepContext, epoch: int, simplify: Callable[[nn.Module], nn.Module]) -> None:
-        """Progressive, after the last epoch of stage 1: prune, widen, carry the SGD state over."""
+    def after_epoch(self, ctx: StepContext, epoch: int, simplify: Callable[[nn.Module], nn.Module]) -> StepContext:
+        """Progressive, after the last epoch of stage 1: prune, widen, carry the SGD state over (a new context)."""
         h = self.hyper
         if not h.progressive or epoch + 1 != h.switch:
-            return
+            return ctx
         self.prune()
         old_params = dict(ctx.model.named_parameters())
         old_state = {n: ctx.w_optimizer.state.get(p) for n, p in old_params.items()}
@@ -198,62 +206,4 @@ class DrNAS(Strategy):
                 }
         for group, lr in zip(fresh.w_optimizer.param_groups, lrs):
             group["lr"] = lr
-        ctx.weights, ctx.w_optimizer = fresh.weights, fresh.w_optimizer
-
-
-@dataclass
-class SNASHyper(DrNASRecipe):
-    """SNAS as run on NAS-Bench-201 in the DrNAS code: tau linear per epoch from 10 towards 1."""
-
-    tau_max: float = 10.0
-    tau_min: float = 1.0
-
-
-class SNAS(Strategy):
-    """Soft Gumbel-softmax per edge, ``softmax((alpha + g) / tau)``; every candidate runs."""
-
-    name = "snas"
-    any_task = True
-    budgets = ("latency", "flops")
-    Hyper = SNASHyper
-
-    def __init__(self, space, hyper: SNASHyper | None = None) -> None:
-        super().__init__(space, hyper)
-        self.register_buffer("tau", torch.tensor(float(self.hyper.tau_max)))
-
-    def new_epoch(self, epoch: int, epochs: int) -> None:
-        self.tau.fill_(linear_schedule(self.hyper.tau_max, self.hyper.tau_min, epoch, epochs))
-
-    def mixing(self) -> Mixing:
-        weights = {}
-        for g, a in self.alphas.items():
-            gumbel = -torch.empty_like(a).exponential_().log()
-            weights[g] = F.softmax((a + gumbel) / self.tau, dim=-1)
-        return Mixing(weights)
-
-
-@dataclass
-class BetaDartsHyper(DrNASRecipe):
-    """beta-DARTS: ``lambda_e = beta_max * epoch / epochs`` (0 to 49.5 over 100 epochs, the paper's 0.5 * e)."""
-
-    beta_max: float = 50.0
-
-
-class BetaDARTS(Strategy):
-    """DARTS with Beta-Decay: ``CE_val + lambda_e * mean_edges(logsumexp(alpha_e))``.
-
-    The regularizer keeps the architecture parameters' softmax from saturating early, which is
-    what lets DARTS escape its collapse to skip connections. Adam weight decay 1e-3 is kept.
-    """
-
-    name = "beta-darts"
-    any_task = True
-    budgets = ("latency", "flops")
-    Hyper = BetaDartsHyper
-
-    def regularizer(self, epoch: int) -> torch.Tensor | float:
-        scale = self.hyper.beta_max * epoch / self.hyper.epochs
-        if scale == 0:
-            return 0.0
-        terms = [torch.logsumexp(a, dim=-1).mean() for a in self.alphas.values()]
-        return scale * sum(terms) / len(terms)
+        return dataclasses.replace(ctx, weights=fresh.weights, w_optimizer=fresh.w_optimizer)

@@ -32,6 +32,7 @@ import torch
 from .budgeted import BudgetedOneShot
 from .evolution import Arch
 from .oneshot import OneShotHyper, unflat
+from .registry import register_strategy
 
 
 @dataclass
@@ -85,6 +86,7 @@ def r2(pred: torch.Tensor, y: torch.Tensor) -> float:
     return 1.0 - float(((pred - y) ** 2).sum()) / ss if ss > 0 else 1.0
 
 
+@register_strategy
 class FOXNAS(BudgetedOneShot):
     """See the module docstring."""
 

@@ -17,7 +17,7 @@ Yan et al., "FP-NAS: Fast Probabilistic Neural Architecture Search" (CVPR 2021);
 Where the joint logits live: the search loop builds its Adam from ``alphas`` and writes ``alphas``
 to ``result.json`` row by edge, so the joint logits are a separate parameter (``joint``), allocated
 at construction and unused until the switch, with their own Adam (same hyperparameters, fresh state
-at the switch) whose state is checkpointed through the module's extra state. After the switch the
+at the switch), which :meth:`FPNAS.optimizers` hands the loop for its checkpoints. After the switch the
 rows of ``alphas`` that the joint part replaces hold its log-marginals (centred), so the reported
 ``alphas`` and probabilities stay meaningful; the derived architecture is the argmax joint state.
 """
@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from ..flops import cost_table
 from .base import StepContext, _coerce
 from .parsec import PARSEC, ImportanceHyper
+from .registry import register_strategy
 from .sampling import (
     Draws,
     adaptive_samples,
@@ -111,6 +112,7 @@ def last_node_rows(edge_keys: list[str]) -> list[int]:
     return [r for r, t in enumerate(targets) if t == last]
 
 
+@register_strategy
 class FPNAS(PARSEC):
     """PARSEC with adaptive K, the factorized-to-joint switch and an optional FLOPs term."""
 
@@ -174,17 +176,31 @@ class FPNAS(PARSEC):
         return torch.optim.Adam(list(self.joint.values()), lr=h.a_lr, betas=(h.a_beta1, h.a_beta2),
                                 weight_decay=h.a_wd)
 
-    def get_extra_state(self) -> dict[str, Any]:
-        """The joint parameters' Adam state rides in the strategy's ``state_dict`` (checkpoints)."""
-        opt = self.joint_optimizer
-        return {"joint_optimizer": None if opt is None else opt.state_dict()}
+    def make_context(self, model: nn.Module) -> StepContext:
+        """The base context and the joint logits' own Adam (fresh, as at the switch; none without joint rows)."""
+        ctx = super().make_context(model)
+        self.joint_optimizer = self._make_joint_optimizer() if self.joint_rows else None
+        return ctx
 
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        saved = state.get("joint_optimizer")
-        self.joint_optimizer = None
-        if saved is not None:
+    def optimizers(self, ctx: StepContext) -> dict[str, Any]:
+        """The base optimizers and the joint logits' Adam (checkpointed before the switch too: an empty state)."""
+        if not self.joint_rows:
+            return super().optimizers(ctx)
+        if self.joint_optimizer is None:
             self.joint_optimizer = self._make_joint_optimizer()
-            self.joint_optimizer.load_state_dict(saved)
+        return {**super().optimizers(ctx), "joint_optimizer": self.joint_optimizer}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """As ``nn.Module``'s; a checkpoint written before the strategy contract kept the joint Adam's state in
+        the strategy's extra state: it is loaded into the joint Adam here (the loop then finds no entry for it)."""
+        state_dict = dict(state_dict)
+        legacy = state_dict.pop("_extra_state", None)
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if legacy is not None and legacy.get("joint_optimizer") is not None:
+            if self.joint_optimizer is None:
+                self.joint_optimizer = self._make_joint_optimizer()
+            self.joint_optimizer.load_state_dict(legacy["joint_optimizer"])
+        return out
 
     # -- the distribution --------------------------------------------------------------------------
     def _free_rows(self, g: str) -> list[int]:

@@ -8,7 +8,9 @@ import torch
 from torch.nn import functional as F
 
 from ..spaces import Mixing
-from .base import Hyper, Strategy, linear_schedule
+from .base import Hyper, linear_schedule
+from .darts import DartsV1
+from .registry import register_strategy
 
 
 @dataclass
@@ -20,7 +22,8 @@ class GDASHyper(Hyper):
     tau_min: float = 0.1
 
 
-class GDAS(Strategy):
+@register_strategy
+class GDAS(DartsV1):
     """Hard Gumbel-softmax with straight-through gradients, shared by all cells.
 
     ``p = softmax((log_softmax(alpha) + g) / tau)``, ``h = onehot(argmax p) - p.detach() + p``;
@@ -29,8 +32,6 @@ class GDAS(Strategy):
     """
 
     name = "gdas"
-    any_task = True
-    budgets = ("latency", "flops")
     Hyper = GDASHyper
 
     def __init__(self, space, hyper: GDASHyper | None = None) -> None:

@@ -37,6 +37,7 @@ from .base import StepContext
 from .budgeted import BudgetedOneShot
 from .evolution import Arch, evolve
 from .oneshot import OneShotHyper, flat
+from .registry import register_strategy
 
 
 @dataclass
@@ -48,6 +49,7 @@ class HurricaneHyper(OneShotHyper):
     stage1_epochs: int = -1
 
 
+@register_strategy
 class HURRICANE(BudgetedOneShot):
     """See the module docstring."""
 
@@ -150,13 +152,14 @@ class HURRICANE(BudgetedOneShot):
             self._model.train(was_training)
         return result
 
-    def after_epoch(self, ctx: StepContext, epoch: int, simplify) -> None:
+    def after_epoch(self, ctx: StepContext, epoch: int, simplify) -> StepContext:
         """After stage 1's last epoch: the evolution over the later rows (earlier rows at their defaults)."""
         if self._epochs > 1 and epoch == self.stage1_epochs(self._epochs) - 1 and self._stage1 is None:
             result = self._evolve(self.later, self.default)
             self._stage1, self._stage1_fitness = result.best, result.fitness
             self._evaluations += len(result.history)
             self._kept = []
+        return ctx
 
     def search(self) -> None:
         """Stage 2: the evolution over the earlier rows with the later rows at stage 1's result."""

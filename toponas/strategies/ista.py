@@ -27,7 +27,9 @@ import torch
 from torch import nn
 
 from ..spaces import Mixing
-from .base import Hyper, StepContext, StepStats, Strategy, grads_or_zeros
+from .base import Hyper, StepContext, StepStats, grads_or_zeros
+from .darts import DartsV1
+from .registry import register_strategy
 
 
 @dataclass
@@ -83,10 +85,13 @@ def _blocks(space) -> dict[str, list[list[tuple[int, int]]]]:
     return out
 
 
-class ISTANAS(Strategy):
+@register_strategy
+class ISTANAS(DartsV1):
     """Two-stage ISTA-NAS: sparse codes recovered each epoch, ``b`` learned on the architecture half."""
 
     name = "ista-nas"
+    any_task = False  # its counts are argmax accuracies
+    budgets = ()
     families = ("nb201", "darts")  # blocks are edges or nodes of one shared candidate list
     Hyper = ISTAHyper
     one_stage = False
@@ -243,6 +248,7 @@ class ISTANAS(Strategy):
                          "frozen_blocks": {g: int(getattr(self, f"frozen_{g}").sum()) for g in self.blocks}}}
 
 
+@register_strategy
 class ISTANASOneStage(ISTANAS):
     """One-stage ISTA-NAS: one level, blocks freeze as their codes settle, then the final cell trains."""
 

@@ -17,7 +17,9 @@ import torch
 from torch.nn import functional as F
 
 from ..spaces import Mixing
-from .base import Hyper, StepContext, StepStats, Strategy
+from .base import Hyper, StepContext, StepStats
+from .darts import DartsV1
+from .registry import register_strategy
 
 
 @dataclass
@@ -37,10 +39,13 @@ class NASIHyper(Hyper):
             raise ValueError("hyperparameters: need samples >= 1, tau > 0, mu >= 0, nu >= 0")
 
 
-class NASI(Strategy):
+@register_strategy
+class NASI(DartsV1):
     """See the module docstring."""
 
     name = "nasi"
+    any_task = False  # its loss is cross-entropy
+    budgets = ()
     Hyper = NASIHyper
 
     def __init__(self, space, hyper: NASIHyper | None = None) -> None:

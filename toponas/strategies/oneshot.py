@@ -29,8 +29,10 @@ from torch.nn import functional as F
 
 from ..config import ConfigError
 from ..spaces import Mixing
-from .base import Hyper, StepContext, StepStats, Strategy
+from .base import Hyper, StepContext, StepStats
+from .darts import DartsV1
 from .evolution import Arch, evolve
+from .registry import register_strategy
 
 
 @dataclass
@@ -90,10 +92,13 @@ def shared_accuracy(model: nn.Module, mixing: Mixing, batches) -> tuple[float, f
     return correct / max(n, 1), loss / max(n, 1)
 
 
-class OneShot(Strategy):
+@register_strategy
+class OneShot(DartsV1):
     """A supernet trained one sampled path at a time, then searched by evolution (SPOS itself)."""
 
     name: ClassVar[str] = "spos"
+    any_task: ClassVar[bool] = False  # its losses are cross-entropies
+    budgets: ClassVar[tuple[str, ...]] = ()
     data_parallel: ClassVar[bool] = False  # keeps this process's architecture batches for its evolution
     Hyper: ClassVar[type[Hyper]] = OneShotHyper
 
@@ -261,6 +266,7 @@ def gamma_scores(bns: Mapping[tuple[int, int], list], edges: int, candidates: in
     return scores
 
 
+@register_strategy
 class BNNAS(OneShot):
     """BN-NAS: convolutions frozen at initialization, only BN parameters trained; scored by BN gammas.
 
@@ -372,6 +378,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:
     return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
+@register_strategy
 class PiNAS(OneShot):
     """Pi-NAS: cross-path learning and a mean teacher with negative samples (our reading of the paper).
 

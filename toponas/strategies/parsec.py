@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from .base import StepContext
+from .registry import register_strategy
 from .sampling import Draws, SamplingHyper, SinglePathStrategy, importance_weights, score_gradient
 
 
@@ -53,6 +54,7 @@ class ParsecHyper(ImportanceHyper):
             raise ValueError(f"hyperparameter samples must be at least 1, got {self.samples}")
 
 
+@register_strategy
 class PARSEC(SinglePathStrategy):
     """PARSEC with a fixed number of samples per step (see the module docstring)."""
 

@@ -25,7 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spaces import Mixing
-from .base import Hyper, StepContext, StepStats, Strategy
+from .base import Hyper, StepContext, StepStats
+from .darts import DartsV1
 
 
 def sample_choices(logits: torch.Tensor, n: int) -> torch.Tensor:
@@ -220,7 +221,7 @@ class SamplingHyper(Hyper):
     share_samples: bool = True
 
 
-class SinglePathStrategy(Strategy):
+class SinglePathStrategy(DartsV1):
     """A distribution over architectures whose sampled children are trained one single path at a time.
 
     Per step: draw ``K = num_samples()`` architectures; the weight phase runs each child on the
@@ -230,6 +231,8 @@ class SinglePathStrategy(Strategy):
     are buffers, so a resumed run counts on where it stopped.
     """
 
+    any_task: ClassVar[bool] = False  # its children's losses are cross-entropies
+    budgets: ClassVar[tuple[str, ...]] = ()
     Hyper: ClassVar[type[Hyper]] = SamplingHyper
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:

@@ -6,7 +6,9 @@ DARTS cell, a macro network's mixed block): it keeps the unit's attributes and m
 source node, over all edges that read that node, in the unit's own DAG. :class:`SimplifiedEdge` does
 the same for one :class:`~toponas.spaces.mixed.MixedEdge` outside any unit. When the step's mixing lists
 ``active`` candidates (hard sampling), both run the base computation: only the active candidates,
-exactly as without the simplifier.
+exactly as without the simplifier. When the mixing says the active lists are the candidates still alive
+after pruning (``Mixing.pruned``), a unit runs a plan of the alive set instead (one per set, cached; a
+lone edge runs the base computation).
 """
 
 from __future__ import annotations
@@ -61,7 +63,22 @@ class SimplifiedUnit:
             check_modules(plan, ks, new._ops, f"cell edge(s) {[new.edge_keys[k] for k in ks]}")
             groups.append((ks, plan))
         new.program = Program(groups)
+        new._alive_programs = {}
         return new
+
+    def _alive_program(self, active: Sequence[Sequence[int]]) -> Program:
+        """The program of the candidates alive on each edge (``active[k]`` for edge ``k``), made once per set."""
+        key = tuple(tuple(sorted(a)) for a in active)
+        program = self._alive_programs.get(key)
+        if program is None:
+            groups = []
+            for ks, _ in self.program.groups:
+                plan = plan_group(tuple(self.edges[k].specs for k in ks), self.edges[ks[0]].channels, self.rules,
+                                  tuple(key[k] for k in ks))
+                check_modules(plan, ks, self._ops, f"cell edge(s) {[self.edge_keys[k] for k in ks]}")
+                groups.append((ks, plan))
+            program = self._alive_programs[key] = Program(groups)
+        return program
 
     @property
     def groups(self) -> list[tuple[int, tuple[int, ...], GroupPlan]]:
@@ -73,15 +90,18 @@ class SimplifiedUnit:
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         call: UnitCall = self.unit_call(*args, **kwargs)
+        program = self.program
         if call.active is not None:
-            return self._plain(call)  # sampled step: only the active candidates run
+            if not call.mixing.pruned:
+                return self._plain(call)  # sampled step: only the active candidates run
+            program = self._alive_program(call.active)  # pruned candidates: the plan of the alive ones
         weights = call.weights  # (edges, K)
-        built = self.program.build(weights, self._ops, call.inputs[-1].numel())  # every kernel of the unit, this step
+        built = program.build(weights, self._ops, call.inputs[-1].numel())  # every kernel of the unit, this step
         nodes = list(call.inputs)
         pending: dict[int, list[Term]] = {}
-        for g, (ks, _) in enumerate(self.program.groups):
+        for g, (ks, _) in enumerate(program.groups):
             self._complete(nodes, pending, self.sources[g] + 1)  # every edge into it comes from an earlier node
-            terms = self.program.run(g, nodes[self.sources[g]], weights, built, self._ops)
+            terms = program.run(g, nodes[self.sources[g]], weights, built, self._ops)
             for slot, k in enumerate(ks):
                 pending.setdefault(self.edge_io[k][0], []).extend(terms[slot])
         self._complete(nodes, pending, max(dst for dst, _ in self.edge_io) + 1)

@@ -37,9 +37,14 @@ from .lower import SOURCE_BN_EPS, lower
 from .rules import RULE_TABLE
 
 
-@functools.lru_cache(maxsize=256)
-def plan_group(edge_specs: tuple[tuple[OpSpec, ...], ...], channels: int, rules: frozenset[str]) -> GroupPlan:
-    """Plan the edges reading one input: lower every path, then apply ``rules`` to a fixed point."""
+@functools.lru_cache(maxsize=1024)
+def plan_group(edge_specs: tuple[tuple[OpSpec, ...], ...], channels: int, rules: frozenset[str],
+               alive: tuple[tuple[int, ...], ...] | None = None) -> GroupPlan:
+    """Plan the edges reading one input: lower every path, then apply ``rules`` to a fixed point.
+
+    ``alive[slot]`` (optional) lists the candidates of edge slot ``slot`` to plan (the others are pruned:
+    not planned, never run); the paths keep their candidates' indices, so weights and modules are read as
+    for the whole set."""
     unknown = set(rules) - {r.name for r in RULE_TABLE}
     if unknown:
         raise ValueError(f"no planner for rule(s) {sorted(unknown)}")
@@ -47,6 +52,7 @@ def plan_group(edge_specs: tuple[tuple[OpSpec, ...], ...], channels: int, rules:
         lower(Path(slot, cand, spec.name, spec.chain))
         for slot, specs in enumerate(edge_specs)
         for cand, spec in enumerate(specs)
+        if alive is None or cand in alive[slot]
     )
     order = [r.apply for r in RULE_TABLE if r.name in rules]
     for _ in range(64):
