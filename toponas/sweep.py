@@ -29,14 +29,15 @@ from .config import ConfigError, SearchConfig
 #: Budgets: search options shared by every run of a sweep. ``cpu`` finished the default grid
 #: (9 strategies x off/full x 2 seeds) in 19.7 minutes on 2 cores, but its 128 architecture steps leave the
 #: architecture parameters unseparated (docs/quality.md); ``cpu-long`` is the CPU budget under which they
-#: separate: five times the images, more epochs, and every strategy's ``a_lr`` scaled by one factor
-#: (``a-lr-scale``, :data:`SCALED_HYPER`) for its far fewer steps than the reference's; ``reference`` is
+#: separate: four times the images, 378 architecture steps, and every strategy's ``a_lr`` times 50, the
+#: ratio of the reference's 19,550 steps (50 epochs x 391) to its 378 (``a-lr-scale``, :data:`SCALED_HYPER`:
+#: Adam moves a parameter by about ``a_lr`` a step, so the total movement matches); ``reference`` is
 #: the NAS-Bench-201 setting (full training set, C=16, N=5, 32x32, each strategy's own epochs) for a GPU.
 BUDGETS: dict[str, dict[str, str]] = {
     "cpu": {"subset": "2000", "channels": "8", "cells": "1", "epochs": "8", "batch-size": "64",
             "image-size": "16"},
-    "cpu-long": {"subset": "10000", "channels": "8", "cells": "1", "epochs": "8", "batch-size": "64",
-                 "image-size": "16", "a-lr-scale": "10"},
+    "cpu-long": {"subset": "8000", "channels": "8", "cells": "1", "epochs": "6", "batch-size": "64",
+                 "image-size": "16", "a-lr-scale": "50"},
     "reference": {"channels": "16", "cells": "5", "batch-size": "64"},
 }
 #: The names ``--budget`` accepts (``none``: no preset, only ``--set``).
