@@ -5,7 +5,9 @@ to the history up to epoch k: would the run have been reported as decided had it
 long run thus stands in for runs of every shorter length (an approximation: a shorter run anneals its
 weight learning rate, GDAS/SNAS their temperature and beta-DARTS its regularization weight over fewer
 epochs). It prints one row per group of runs and one column per epoch: decided runs / runs, and the
-median over the runs of their median edge margin at that epoch.
+median over the runs of their median edge margin at that epoch; then, per group and epoch, the mean
+number of edges whose winner changed from the previous epoch (what keeps a run with large margins
+from being decided).
 
     python benchmarks/decided_by_epoch.py runs/sweep-cpu-long --group strategy
 """
@@ -23,6 +25,12 @@ from toponas.separation import DEFAULT_MARGIN, verdict
 GROUPS = {"strategy": lambda d: d.get("strategy", "?"),
           "topo": lambda d: f"{d.get('strategy', '?')} {d.get('topo', '?')}",
           "all": lambda d: "all", "run": None}
+
+
+def winners(line: dict) -> list[int]:
+    """The argmax candidate of every edge in one history line (groups in name order)."""
+    return [max(range(len(row)), key=row.__getitem__)
+            for _, rows in sorted(line.get("probabilities", {}).items()) for row in rows]
 
 
 def main() -> None:
@@ -57,6 +65,17 @@ def main() -> None:
             decided = sum(verdict(h, args.margin).decided for h in upto)
             margin = statistics.median(float(h[-1]["median_margin"]) for h in upto)
             cells.append(f"{decided}/{len(upto)} ({margin:.4f})")
+        print(f"| {group} | " + " | ".join(cells) + " |")
+    print()
+    print("mean number of edges whose winner changed from the previous epoch")
+    print("| runs | " + " | ".join(f"epoch {k}" for k in range(2, longest + 1)) + " |")
+    print("| --- |" + " --- |" * (longest - 1))
+    for group, histories in sorted(groups.items()):
+        cells = []
+        for k in range(2, longest + 1):
+            flips = [sum(a != b for a, b in zip(winners(h[k - 2]), winners(h[k - 1]))) for h in histories
+                     if len(h) >= k and h[k - 1].get("probabilities")]
+            cells.append(f"{statistics.fmean(flips):.1f}" if flips else "")
         print(f"| {group} | " + " | ".join(cells) + " |")
 
 
