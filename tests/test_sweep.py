@@ -58,3 +58,55 @@ def test_summary_statistics_over_seeds(tmp_path):
     assert row["cifar10_mean"] == 92.0 and round(row["cifar10_std"], 4) == 2.8284
     assert row["search_seconds"] == 15.0 and row["runs"] == 2
     assert "92.00 ± 2.83" in markdown([row])
+
+
+def test_budget_names_are_listed_and_an_unknown_one_lists_them(tmp_path):
+    from toponas.sweep import BUDGET_NAMES
+
+    assert "cpu-long" in BUDGET_NAMES and "cpu" in BUDGET_NAMES and "reference" in BUDGET_NAMES
+    r = CliRunner().invoke(main, ["sweep", "--help"])
+    assert r.exit_code == 0 and "cpu-long" in r.output
+    r = CliRunner().invoke(main, ["sweep", "--out", str(tmp_path / "s"), "--budget", "cpu-longer"])
+    assert r.exit_code == 2, r.output  # click's usage error, which names every choice
+    assert "Traceback" not in r.output and "'cpu-longer' is not one of" in r.output
+    for name in BUDGET_NAMES:
+        assert f"'{name}'" in r.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_lr_scale_multiplies_every_strategys_default_alike(tmp_path):
+    """The budget's scaling rule: each run's a_lr is its strategy's default times the one factor."""
+    from toponas.spaces import create_space
+    from toponas.strategies import STRATEGIES, create_strategy
+    from toponas.sweep import BUDGETS, expected_config, run_command
+
+    options = dict(BUDGETS["cpu-long"])
+    factor = float(options["a-lr-scale"])
+    assert factor > 1  # the budget scales, and the check below would pass at 1 by accident otherwise
+    scaled = 0
+    for name in STRATEGIES.names():
+        default = getattr(STRATEGIES.get(name).Hyper(), "a_lr", None)
+        run = Run(name, "full", 0)
+        cfg = expected_config(run, tmp_path, options)
+        cmd = run_command(run, tmp_path, options, ())
+        assert "--a-lr-scale" not in cmd
+        if default is None:
+            assert "a_lr" not in cfg.hyper and "--hp" not in cmd
+            continue
+        assert abs(float(cfg.hyper["a_lr"]) - default * factor) <= 1e-9 * default * factor, name
+        assert f"a_lr={cfg.hyper['a_lr']}" in cmd
+        assert int(cfg.hyper["epochs"]) == int(options["epochs"])  # the other budget options stay
+        if name in ("darts-v1", "darts-v2", "gdas", "snas", "drnas", "beta-darts"):  # resolved as the run does
+            hyper = create_strategy(name, create_space("nb201"), cfg.hyper).hyper
+            assert abs(hyper.a_lr - default * factor) <= 1e-9 * default * factor
+        scaled += 1
+    assert scaled >= 6  # at least the six gradient strategies of the quality table
+
+
+def test_a_bad_a_lr_scale_is_one_error_line(tmp_path):
+    for value in ("-1", "0", "x", "nan"):
+        r = CliRunner().invoke(main, ["sweep", "--out", str(tmp_path / "s"), *TINY, "--set", f"a-lr-scale={value}"])
+        assert r.exit_code == 1, r.output
+        lines = [line for line in r.output.splitlines() if line.strip()]
+        assert lines == [f"error: --set a-lr-scale={value}: expected a positive number"], r.output
+    assert not (tmp_path / "s").exists()

@@ -27,14 +27,21 @@ from pathlib import Path
 from .config import ConfigError, SearchConfig
 
 #: Budgets: search options shared by every run of a sweep. ``cpu`` finished the default grid
-#: (9 strategies x off/full x 2 seeds) in 19.7 minutes on 2 cores (docs/quality.md); ``reference`` is the
-#: NAS-Bench-201 setting (full training set, C=16, N=5, 32x32, each strategy's own epochs) for a GPU.
+#: (9 strategies x off/full x 2 seeds) in 19.7 minutes on 2 cores, but its 128 architecture steps leave the
+#: architecture parameters unseparated (docs/quality.md); ``cpu-long`` is the CPU budget under which they
+#: separate: four times the images, 378 architecture steps, and every strategy's ``a_lr`` times 50, the
+#: ratio of the reference's 19,550 steps (50 epochs x 391) to its 378 (``a-lr-scale``, :data:`SCALED_HYPER`:
+#: Adam moves a parameter by about ``a_lr`` a step, so the total movement matches); ``reference`` is
+#: the NAS-Bench-201 setting (full training set, C=16, N=5, 32x32, each strategy's own epochs) for a GPU.
 BUDGETS: dict[str, dict[str, str]] = {
     "cpu": {"subset": "2000", "channels": "8", "cells": "1", "epochs": "8", "batch-size": "64",
             "image-size": "16"},
+    "cpu-long": {"subset": "8000", "channels": "8", "cells": "1", "epochs": "6", "batch-size": "64",
+                 "image-size": "16", "a-lr-scale": "50"},
     "reference": {"channels": "16", "cells": "5", "batch-size": "64"},
 }
-
+#: The names ``--budget`` accepts (``none``: no preset, only ``--set``).
+BUDGET_NAMES = (*BUDGETS, "none")
 
 @dataclass(frozen=True)
 class Run:
@@ -65,22 +72,54 @@ class SweepFailed(RuntimeError):
 
 #: Options that go into the strategy's hyperparameters rather than SearchConfig fields.
 HYPER_OPTIONS = ("epochs", "samples", "sample_scale", "joint_after", "flops_target")
+#: Options that scale a strategy hyperparameter by one factor for every strategy (option -> hyperparameter):
+#: each run gets ``--hp a_lr=<its strategy's default a_lr x the factor>``; strategies without the
+#: hyperparameter (none of the gradient ones) run unchanged.
+SCALED_HYPER = {"a_lr_scale": "a_lr"}
 #: Fields of a run that may differ from the sweep's without making it another run.
 RUN_FREE = ("data", "cache_dir", "device", "benchmark", "out")
+
+
+def scaled_hyper(strategy: str, options: dict[str, str]) -> dict[str, str]:
+    """The hyperparameters the scaling options of ``options`` set for ``strategy``: default x factor.
+
+    The same rule for every strategy (what makes a budget's scaling fair): the factor multiplies the
+    strategy's own default, so strategies with the same default get the same value."""
+    from .strategies import STRATEGIES
+
+    out = {}
+    for key, value in options.items():
+        name = key.replace("-", "_")
+        if name not in SCALED_HYPER:
+            continue
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = float("nan")
+        if not (factor > 0 and math.isfinite(factor)):
+            raise ConfigError(f"--set {key}={value}: expected a positive number")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES.names())}")
+        default = getattr(STRATEGIES.get(strategy).Hyper(), SCALED_HYPER[name], None)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            out[SCALED_HYPER[name]] = f"{default * factor:.6g}"
+    return out
 
 
 def expected_config(run: Run, out: Path, options: dict[str, str]) -> SearchConfig:
     """The resolved SearchConfig a run of the sweep has (what identifies it)."""
     types = {f.name: str(f.type) for f in fields(SearchConfig)}
     values: dict = {"strategy": run.strategy, "topo": run.topo, "seed": run.seed, "out": str(out / run.name)}
-    hyper: dict = {}
+    hyper: dict = scaled_hyper(run.strategy, options)
     for key, value in options.items():
         name = key.replace("-", "_")
+        if name in SCALED_HYPER:
+            continue
         if name in HYPER_OPTIONS:
             hyper[name] = value
         elif name not in types or name == "hyper":
             raise ConfigError(f"--set {key}: not a search option; known: "
-                              f"{', '.join(sorted([*types, *HYPER_OPTIONS]))}")
+                              f"{', '.join(sorted([*types, *HYPER_OPTIONS, *SCALED_HYPER]))}")
         elif types[name].startswith("tuple"):
             values[name] = (*values.get(name, ()), value)
         elif "int" in types[name]:
@@ -132,7 +171,10 @@ def run_command(run: Run, out: Path, options: dict[str, str], extra: Sequence[st
     cmd = [sys.executable, "-m", "toponas.cli", "search", "--strategy", run.strategy, "--topo", run.topo,
            "--seed", str(run.seed), "--out", str(out / run.name), "--resume", "--no-progress"]
     for key, value in options.items():
-        cmd += [f"--{key}", value]
+        if key.replace("-", "_") not in SCALED_HYPER:
+            cmd += [f"--{key}", value]
+    for key, value in scaled_hyper(run.strategy, options).items():
+        cmd += ["--hp", f"{key}={value}"]
     return cmd + list(extra)
 
 

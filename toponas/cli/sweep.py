@@ -8,6 +8,7 @@ import click
 
 from ..data import DATASETS
 from ..strategies import STRATEGIES
+from ..sweep import BUDGET_NAMES
 from ..topo import MODES
 from .errors import fail
 from .layers import parse_pairs
@@ -18,14 +19,15 @@ from .layers import parse_pairs
 @click.option("--strategies", default=",".join(STRATEGIES.names()), show_default=True)
 @click.option("--topo", "modes", default="off,full", show_default=True)
 @click.option("--seeds", default="0,1", show_default=True)
-@click.option("--budget", default="cpu", show_default=True, type=click.Choice(["cpu", "reference", "none"]),
+@click.option("--budget", default="cpu", show_default=True, type=click.Choice(BUDGET_NAMES),
               help="Preset search options shared by every run (see docs/quality.md).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1), help="Runs in parallel.")
 @click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS))
 @click.option("--data", type=click.Path(), help="Dataset path, as for search.")
 @click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK", help="Benchmark CSV.")
 @click.option("--set", "sets", multiple=True, metavar="OPTION=VALUE",
-              help="Override a budget option, e.g. --set epochs=20 --set subset=5000.")
+              help="Override a budget option, e.g. --set epochs=20 --set subset=5000 --set a-lr-scale=10 "
+              "(every strategy's a_lr times 10).")
 @click.option("--summary-only", is_flag=True, help="Only rebuild summary.csv / summary.md from finished runs.")
 @click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "ray"]),
               help="local: a pool of --jobs processes here; ray: one Ray task per run (needs the ray extra).")
