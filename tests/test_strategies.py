@@ -66,8 +66,8 @@ def test_exact_mode_takes_the_same_step_as_the_plain_supernet(name):
 
 def test_unknown_strategy_and_hyperparameter_are_clear_errors():
     space = create_space("nb201")
-    known = ("known: advantage, beta-darts, bn-nas, darts-v1, darts-v2, drnas, fox-nas, fp-nas, gdas, hurricane, "
-             "ista-nas, ista-nas-one-stage, nasi, parsec, pi-nas, snas, spos")
+    known = ("known: advantage, beta-darts, bn-nas, da-nas, darts-v1, darts-v2, drnas, fox-nas, fp-nas, gdas, "
+             "hurricane, ista-nas, ista-nas-one-stage, nasi, parsec, pi-nas, snas, spos")
     with pytest.raises(UnknownNameError, match=known):
         create_strategy("darts-v3", space)
     with pytest.raises(ValueError, match="unknown hyperparameter"):
