@@ -47,7 +47,7 @@ class DANASHyper(Hyper):
     stages: int = 3
     keep_frac: float = 0.5  # after each stage but the last: keep ceil(keep_frac * alive) per edge/block
     min_keep: int = 2  # never prune below this many candidates (the last stage still compares)
-    data_start: float = 0.4  # share of the classes in the first stage (linear to all in the last)
+    data_start: float = 0.4  # share of every batch in stage 1, easiest classes first (linear to all in the last)
 
     def __post_init__(self) -> None:
         if self.stages < 1 or not 0 < self.keep_frac <= 1 or self.min_keep < 1 or not 0 < self.data_start <= 1:
