@@ -36,7 +36,7 @@ from .mobile_arch import (
     block_name,
 )
 from .primitives import BN, SEARCH_BN, TRAIN_BN, OpSpec, with_bn
-from .protocol import ExampleUnit, random_rows
+from .protocol import ExampleUnit, random_vertices
 
 GROUPS = ("first", "block", "width")
 
@@ -332,10 +332,7 @@ class MobileSpace:
         rows = {g: [self.group_ops[g].index(SKIP)] * r if g == "block" else [0] * r
                 for g, (r, _) in self.arch_shapes.items()}
         out.append(("every droppable block skipped", self._from_rows(rows)))
-        for t in range(trials):
-            pick = random_rows(self.arch_shapes, gen)
-            out.append((f"random one-hot #{t}", self._from_rows(pick)))
-        return out
+        return out + random_vertices(self.arch_shapes, trials, gen, self._from_rows)
 
     def _from_rows(self, rows: Mapping[str, list[int]]) -> MobileArch:
         return self.derive({g: F.one_hot(torch.tensor(rows[g]), k).float() for g, (_, k) in self.arch_shapes.items()})

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from .mixed import Mixing
 from .primitives import BN, TRAIN_BN, OpSpec, build_chain
-from .protocol import ExampleUnit, random_rows
+from .protocol import ExampleUnit, random_vertices
 from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec, output_conv
 
 MOD_OPS = ("conv_1x1", "conv_3x3", "conv_5x5", "dil_conv_3x3")
@@ -244,10 +244,7 @@ class ModNasSpace:
         for w in range(len(WIDTHS) - 1):
             out.append((f"all width {WIDTHS[w]:g}", self._from_rows({"layer": [1] * (self.cells * LAYERS),
                                                                      "width": [w] * self.cells})))
-        for t in range(trials):
-            rows = random_rows(self.arch_shapes, gen)
-            out.append((f"random one-hot #{t}", self._from_rows(rows)))
-        return out
+        return out + random_vertices(self.arch_shapes, trials, gen, self._from_rows)
 
     def load_vertex_weights(self, net: nn.Module, supernet: nn.Module, arch) -> None:
         """``blocks.b.edges.k.*`` takes ``blocks.b.edges.k.ops.c.*`` (``c`` the layer's choice), cut to width."""

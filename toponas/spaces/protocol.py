@@ -54,7 +54,7 @@ offer loose mixed edges (a user's module with ``MixedEdge`` children) are still 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -222,9 +222,13 @@ class SearchSpace(Protocol):
     # ``family = "restoration"`` and the ``tasks`` it serves (``docs/restoration.md``).
 
 
-def random_rows(arch_shapes: Mapping[str, tuple[int, int]], gen: torch.Generator) -> dict[str, list[int]]:
-    """One uniformly drawn candidate per row of every architecture group: a random vertex, as row indices."""
-    return {g: torch.randint(0, k, (r,), generator=gen).tolist() for g, (r, k) in arch_shapes.items()}
+def random_vertices(arch_shapes: Mapping[str, tuple[int, int]], trials: int, gen: torch.Generator,
+                    from_rows: Callable[[dict[str, list[int]]], Any]) -> list[tuple[str, Any]]:
+    """``trials`` random vertices for ``verify_vertices``: one uniformly drawn candidate per row of every
+    architecture group (row indices), made an architecture by ``from_rows``, named ``random one-hot #t``."""
+    return [(f"random one-hot #{t}",
+             from_rows({g: torch.randint(0, k, (r,), generator=gen).tolist() for g, (r, k) in arch_shapes.items()}))
+            for t in range(trials)]
 
 
 def search_units(model: nn.Module) -> list[tuple[str, nn.Module]]:

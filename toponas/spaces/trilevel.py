@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from .mixed import Mixing
 from .primitives import BN, TRAIN_BN, OpSpec, build_chain
-from .protocol import ExampleUnit, random_rows
+from .protocol import ExampleUnit, random_vertices
 from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec, output_conv
 
 KINDS = ("conv", "dil_conv", "skip_connect", "none")
@@ -299,10 +299,7 @@ class TrilevelSpace:
             out.append((f"all {CANDIDATES[c]}", self._from_rows(rows)))
         out.append(("path prev2 everywhere", self._from_rows({"path": [1] * self.cells, "cell": [0] * len(EDGES),
                                                               "kernel": [1] * len(EDGES)})))
-        for t in range(trials):
-            rows = random_rows(self.arch_shapes, gen)
-            out.append((f"random one-hot #{t}", self._from_rows(rows)))
-        return out
+        return out + random_vertices(self.arch_shapes, trials, gen, self._from_rows)
 
     def load_vertex_weights(self, net: nn.Module, supernet: nn.Module, arch) -> None:
         """``cells.n.edges.k.*`` takes ``cells.n.edges.k.ops.c.*`` (``c`` the edge's candidate)."""
