@@ -119,7 +119,12 @@ def test_recomputed_kernel_build_equals_the_kept_build_and_keeps_fewer_bytes(mon
         nbytes = saved_activation_bytes(lambda: F.cross_entropy(model(x, Mixing(weights)), y))
         return loss.detach(), grads, [w.grad.clone() for w in weights.values()], nbytes
 
+    asked = []
+    choose = program.recompute_build
+    monkeypatch.setattr(program, "recompute_build", lambda kept, act: asked.append((kept, act)) or choose(kept, act))
     kept, rebuilt = run(1e12), run(0.0)
+    # every unit asks with its kernels' size and its input's size this step (2 x C x H x W), never "unknown"
+    assert asked and all(k > 0 and a is not None and a % 2 == 0 for k, a in asked)
     torch.testing.assert_close(rebuilt[0], kept[0], rtol=0, atol=1e-12)
     for a, b in zip(rebuilt[1] + rebuilt[2], kept[1] + kept[2]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
