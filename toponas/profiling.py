@@ -93,6 +93,74 @@ def largest_cell(space) -> str:
     return str(space.largest_genotype())
 
 
+#: A configuration: its step, one forward pass returning the loss (memory and MAC figures), and its module.
+Config = tuple[Callable[[], object], Callable[[], torch.Tensor], torch.nn.Module]
+
+
+def step_configs(
+    space_name: str | object,
+    strategy_name: str,
+    modes: Sequence[str],
+    channels: int,
+    cells: int | None,
+    batch_size: int,
+    image_size: int,
+    device: torch.device,
+    disable: Sequence[str] = (),
+    single: bool = True,
+    seed: int = 0,
+    runs: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m,
+) -> tuple[dict[str, Config], Callable[[Callable[[], object], int], object]]:
+    """The configurations :func:`profile` times (a search step per mode, two training steps of the largest
+    single network, on the same two batches) and ``seeded(fn, i)``, which runs ``fn`` as step ``i``."""
+    space = create_space(space_name) if isinstance(space_name, str) else space_name  # a name or a space object
+    cells = cells or space.default_cells
+    gen = torch.Generator().manual_seed(seed)
+    shape = (batch_size, 3, image_size, image_size)
+    task, target = step_task(space, batch_size, image_size)
+    batch = [torch.randn(shape, generator=gen), target(gen), torch.randn(shape, generator=gen), target(gen)]
+    batch = [t.to(device) for t in batch]
+    torch.manual_seed(seed)
+    plain = space.build_supernet(channels, cells, 10)
+    configs: dict[str, Config] = {}
+    for mode in modes:
+        model = topo.simplify(copy.deepcopy(plain), mode, disable=disable).to(device).train()
+        torch.manual_seed(seed)
+        strategy = create_strategy(strategy_name, space).to(device)
+        ctx = strategy.make_context(runs(model))
+        ctx.task = task
+        h = ctx.hyper
+        strategy.begin_epoch(ctx, 0, h.epochs)
+
+        def step(strategy=strategy, ctx=ctx):
+            return strategy.step(ctx, *batch)
+
+        def forward(strategy=strategy, model=model):
+            return task.loss(model(batch[0], strategy.mixing()), batch[1])
+
+        configs[f"topo={mode}"] = (step, forward, model)
+    if single:
+        net = space.build_network(space.largest_genotype(), channels, cells, 10, bn=SEARCH_BN).to(device).train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        stepped = runs(net)
+
+        def train_two(net=stepped, opt=opt):
+            for x, y in ((batch[0], batch[1]), (batch[2], batch[3])):
+                opt.zero_grad(set_to_none=True)
+                task.loss(net(x), y).backward()
+                opt.step()
+
+        configs["largest single network"] = (train_two, lambda net=net: task.loss(net(batch[0]), batch[1]),
+                                             net)
+
+    def seeded(fn, i: int):
+        """Every configuration draws the same samples at step i (GDAS, DrNAS ...): a fair comparison."""
+        torch.manual_seed(seed * 1_000_003 + i)
+        return fn()
+
+    return configs, seeded
+
+
 def profile(
     space_name: str | object = "nb201",
     strategy_name: str = "darts-v1",
@@ -128,50 +196,8 @@ def profile(
     def runs(module: torch.nn.Module) -> torch.nn.Module:
         return torch.compile(module, **compile_options(device)) if compile else module
 
-    space = create_space(space_name) if isinstance(space_name, str) else space_name  # a name or a space object
-    cells = cells or space.default_cells
-    gen = torch.Generator().manual_seed(seed)
-    shape = (batch_size, 3, image_size, image_size)
-    task, target = step_task(space, batch_size, image_size)
-    batch = [torch.randn(shape, generator=gen), target(gen), torch.randn(shape, generator=gen), target(gen)]
-    batch = [t.to(device) for t in batch]
-    torch.manual_seed(seed)
-    plain = space.build_supernet(channels, cells, 10)
-    configs: dict[str, tuple[Callable[[], object], Callable[[], torch.Tensor], torch.nn.Module]] = {}
-    for mode in modes:
-        model = topo.simplify(copy.deepcopy(plain), mode, disable=disable).to(device).train()
-        torch.manual_seed(seed)
-        strategy = create_strategy(strategy_name, space).to(device)
-        ctx = strategy.make_context(runs(model))
-        ctx.task = task
-        h = ctx.hyper
-        strategy.begin_epoch(ctx, 0, h.epochs)
-
-        def step(strategy=strategy, ctx=ctx):
-            return strategy.step(ctx, *batch)
-
-        def forward(strategy=strategy, model=model):
-            return task.loss(model(batch[0], strategy.mixing()), batch[1])
-
-        configs[f"topo={mode}"] = (step, forward, model)
-    if single:
-        net = space.build_network(space.largest_genotype(), channels, cells, 10, bn=SEARCH_BN).to(device).train()
-        opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
-        stepped = runs(net)
-
-        def train_two(net=stepped, opt=opt):
-            for x, y in ((batch[0], batch[1]), (batch[2], batch[3])):
-                opt.zero_grad(set_to_none=True)
-                task.loss(net(x), y).backward()
-                opt.step()
-
-        configs["largest single network"] = (train_two, lambda net=net: task.loss(net(batch[0]), batch[1]),
-                                             net)
-
-    def seeded(fn, i: int):
-        """Every configuration draws the same samples at step i (GDAS, DrNAS ...): a fair comparison."""
-        torch.manual_seed(seed * 1_000_003 + i)
-        return fn()
+    configs, seeded = step_configs(space_name, strategy_name, modes, channels, cells, batch_size, image_size,
+                                   device, disable, single, seed, runs)
 
     faults: dict[str, list[int]] = {name: [] for name in configs}
 

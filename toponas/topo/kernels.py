@@ -49,8 +49,8 @@ def normalize_kernel(weight: torch.Tensor) -> torch.Tensor:
 
     ``weight`` is ``(..., C_out, C_in, k, k)``: the norm is taken over the last three dimensions.
     """
-    norm = weight.flatten(-3).norm(dim=-1).clamp_min(1e-12)  # (..., C_out)
-    return weight / norm[..., None, None, None]
+    norm = torch.linalg.vector_norm(weight, dim=(-3, -2, -1), keepdim=True).clamp_min(1e-12)  # (..., C_out, 1, 1, 1)
+    return weight / norm
 
 
 def unit_rms_kernel(weight: torch.Tensor) -> torch.Tensor:
@@ -59,9 +59,9 @@ def unit_rms_kernel(weight: torch.Tensor) -> torch.Tensor:
     One scalar per kernel (not per channel): a depthwise kernel feeds a 1x1 conv that mixes channels,
     so only a common scale leaves the stage's bn output unchanged. ``weight`` is ``(n, C_out, ...)``.
     """
-    norms = weight.flatten(1).norm(dim=1).clamp_min(1e-12)  # (n,)
-    scale = weight.shape[1] ** 0.5 / norms
-    return weight * scale.view(-1, *([1] * (weight.dim() - 1)))
+    dims = tuple(range(1, weight.dim()))
+    norms = torch.linalg.vector_norm(weight, dim=dims, keepdim=True).clamp_min(1e-12)  # (n, 1, ...)
+    return weight * (weight.shape[1] ** 0.5 / norms)
 
 
 def embed_kernel(weight: torch.Tensor, dilation: int, kernel: int, target_kernel: int,

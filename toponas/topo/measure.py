@@ -88,3 +88,25 @@ def conv_cost(fn: Callable[[], Any]) -> ConvCost:
         fn()
     (calls, macs), (dw_calls, dw_macs) = counter.counts[False], counter.counts[True]
     return ConvCost(calls, macs, dw_calls, dw_macs)
+
+
+class _OpCounter(TorchDispatchMode):
+    """Count every ATen operation run under it (by name), forward and backward (the CPU backward runs on
+    the calling thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        name = str(func.overloadpacket.__name__)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def aten_ops(fn: Callable[[], Any]) -> dict[str, int]:
+    """The ATen operations ``fn`` runs, by name (deterministic: what a step costs in calls, whatever the load)."""
+    counter = _OpCounter()
+    with counter:
+        fn()
+    return counter.counts

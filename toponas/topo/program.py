@@ -12,7 +12,7 @@ chains. A node's terms are summed by :func:`toponas.topo.autograd.combine`; the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,12 +90,114 @@ class _Built:
     eps: float
 
 
+@dataclass(frozen=True)
+class _StageBatch:
+    """Floated separable stages of one cell with the same members, calls and channels: ``(edge, stage)``
+    pairs whose kernels are built together (one stacked build for every edge, not one per edge)."""
+
+    items: tuple[tuple[int, SepStage], ...]
+
+
+@dataclass(frozen=True)
+class _StageBuilt:
+    """A stage batch's kernels, one entry per stage: the depthwise kernel ``(C, 1, k, k)`` of each call,
+    the pointwise kernel ``(C_out, C_in, 1, 1)``, and the ending members' total weight (0-d, or None)."""
+
+    depthwise: tuple[tuple[torch.Tensor, ...], ...]  # [call][stage]
+    pointwise: tuple[torch.Tensor, ...]
+    total: tuple[torch.Tensor, ...] | None
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Every kernel of a unit for one step: the conv batches' and the stage batches' (:meth:`Program.build`)."""
+
+    convs: list[_Built]
+    stages: list[_StageBuilt]
+
+
+#: Build the kernels of the separable stages of a cell in one stacked build per stage structure
+#: (:func:`build_stages`); ``False`` builds them per edge inside each stage, as before (the reference the
+#: batched build is tested against, ``tests/test_kernel_batch.py``).
+BATCHED_STAGE_BUILD = True
+
+
 def _rows(weights: torch.Tensor, edges: Sequence[int]) -> torch.Tensor:
-    """``weights[edges]`` as (n, K): a slice when the edges are consecutive, else a stack of rows."""
+    """``weights[edges]`` as (n, K): a slice when the edges are consecutive, else an index."""
     first = edges[0]
     if list(edges) == list(range(first, first + len(edges))):
         return weights[first:first + len(edges)]
-    return torch.stack([weights[k] for k in edges])
+    return weights[list(edges)]
+
+
+def _cols(w: torch.Tensor, cols: Sequence[int]) -> torch.Tensor:
+    """``w[:, cols]``: a slice when the columns are consecutive, else an index."""
+    first = cols[0]
+    if list(cols) == list(range(first, first + len(cols))):
+        return w[:, first:first + len(cols)]
+    return w[:, list(cols)]
+
+
+def _member_weights(weights: torch.Tensor, row: int, cands: Sequence[int]) -> torch.Tensor:
+    """``weights[row, cands]`` (members,): a slice when the candidates are consecutive, else an index."""
+    return _cols(weights[row:row + 1], cands)[0]
+
+
+def stage_signature(stage: SepStage) -> tuple:
+    """Floated stages with equal signatures build their kernels together (stacked along a leading dim)."""
+    members = tuple((p.cand, pos, p.chain[pos], p.chain[pos + 1]) for p, pos in zip(stage.paths, stage.positions))
+    return members, stage.calls, stage.ending
+
+
+def _floated_stages(plan: GroupPlan) -> list[SepStage]:
+    """The floated separable stages of a plan in the order :meth:`Program.run` reaches them (pre-order)."""
+    out: list[SepStage] = []
+
+    def walk(stage: SepStage) -> None:
+        if stage.floated:
+            out.append(stage)
+        for nxt in stage.next:
+            walk(nxt)
+
+    for item in plan.items:
+        if isinstance(item, SepStage):
+            walk(item)
+    return out
+
+
+def _mixed(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """``sum_i w[:, i] unit_rms_kernel(K_i)`` for ``m`` stacks ``K_i`` of ``n`` kernels and ``w`` (n, m):
+    the mixed kernels of ``n`` edges in a few operations, ``(n, ...)``."""
+    stacked = torch.stack(list(kernels), 1)  # (n, m, C_out, ...)
+    n, m = stacked.shape[:2]
+    unit = unit_rms_kernel(stacked.flatten(0, 1)).view(stacked.shape)  # one scale per kernel
+    return (unit * w.reshape(n, m, *([1] * (stacked.dim() - 2)))).sum(1)
+
+
+def build_stages(batch: _StageBatch, weights: torch.Tensor, ops: EdgeOps) -> _StageBuilt:
+    """The mixed kernels of a batch of like floated stages (rule 4), from the step's weights ``(edges, K)``:
+    per depthwise call ``sum_i w_i Dhat_i`` (each embedded in the call's geometry), ``sum_i w_i Phat_i``,
+    and the ending members' total weight, for every stage of the batch at once."""
+    rows = [k for k, _ in batch.items]
+    first = batch.items[0][1]
+    w = _cols(_rows(weights, rows), [p.cand for p in first.paths])  # (n, members)
+    mods = [[ops(k, p.cand) for p in st.paths] for k, st in batch.items]
+    depthwise = []
+    for kernel, dilation, members in first.calls:
+        per = []
+        for i in members:
+            pos = first.positions[i]
+            conv = mods[0][i][pos]
+            stacked = torch.stack([m[i][pos].weight for m in mods])  # (n, C, 1, k_i, k_i)
+            per.append(embed_kernel(stacked, conv.dilation[0], conv.kernel_size[0], kernel, dilation))
+        depthwise.append(_mixed(per, _cols(w, members)).unbind(0))
+    pointwise = _mixed([torch.stack([m[i][pos + 1].weight for m in mods]) for i, pos in enumerate(first.positions)],
+                       w).unbind(0)
+    total = None
+    if first.ending:
+        ending = _cols(w, first.ending)
+        total = (ending.sum(1) if len(first.ending) > 1 else ending[:, 0]).unbind(0)  # (n,) as n 0-d
+    return _StageBuilt(tuple(depthwise), pointwise, total)
 
 
 def build_batch(batch: _Batch, weights: torch.Tensor, ops: EdgeOps) -> _Built:
@@ -176,10 +278,26 @@ class Program:
                     refs.append((i, start, len(batches[i])))
                 self.blocks[(g, c)] = refs
         self.batches = [_Batch(tuple(b), *geo) for b, geo in zip(batches, geometry)]
+        stages: list[list[tuple[int, SepStage]]] = []
+        stage_index: dict[tuple, int] = {}
+        self.stage_refs: list[list[tuple[int, int]]] = []  # per group, its floated stages in run order
+        for edges, plan in self.groups:
+            refs = []
+            for stage in _floated_stages(plan):
+                key = (stage_signature(stage), plan.channels)
+                if key not in stage_index:
+                    stage_index[key] = len(stages)
+                    stages.append([])
+                i = stage_index[key]
+                refs.append((i, len(stages[i])))
+                stages[i].append((edges[stage.slot], stage))
+            self.stage_refs.append(refs)
+        self.stage_batches = [_StageBatch(tuple(b)) for b in stages] if BATCHED_STAGE_BUILD else []
         self._kept_numel: int | None = None
 
-    def build(self, weights: torch.Tensor, ops: EdgeOps, activation_numel: int | None = None) -> list[_Built]:
-        """Every kernel of the cell for this step's weights ``(edges, K)``.
+    def build(self, weights: torch.Tensor, ops: EdgeOps, activation_numel: int | None = None) -> Kernels:
+        """Every kernel of the cell for this step's weights ``(edges, K)``: the conv batches' and the
+        separable stages' (each batch of like items or stages in one stacked build).
 
         With autograd on, the build may run under non-reentrant checkpointing: the normalized, weighted
         and embedded copies of the kernels are then not kept for backward but built again there
@@ -190,8 +308,8 @@ class Program:
         little memory. ``activation_numel``: the elements of the unit's input this step (``None``:
         always recompute).
         """
-        if not self.batches:
-            return []
+        if not self.batches and not self.stage_batches:
+            return Kernels([], [])
         if (torch.is_grad_enabled() and not torch.compiler.is_compiling()  # compiled: the partitioner decides
                 and recompute_build(self.kept_numel(ops), activation_numel)):
             return checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
@@ -207,13 +325,21 @@ class Program:
                 conv = ops(k, first.paths[0].cand)[first.positions[0]]
                 per_kernel = conv.weight.shape[0] * conv.weight.shape[1] * b.kernel * b.kernel
                 total += len(b.items) * len(first.paths) * per_kernel
+            for sb in self.stage_batches:
+                k, st = sb.items[0]
+                mods = [ops(k, p.cand) for p in st.paths]
+                per_stage = sum(mods[i][st.positions[i]].weight.shape[0] * kernel * kernel
+                                for kernel, _, members in st.calls for i in members)
+                per_stage += sum(m[pos + 1].weight.numel() for m, pos in zip(mods, st.positions))
+                total += len(sb.items) * per_stage
             self._kept_numel = total
         return self._kept_numel
 
-    def _build(self, weights: torch.Tensor, ops: EdgeOps) -> list[_Built]:
-        return [build_batch(b, weights, ops) for b in self.batches]
+    def _build(self, weights: torch.Tensor, ops: EdgeOps) -> Kernels:
+        return Kernels([build_batch(b, weights, ops) for b in self.batches],
+                       [build_stages(b, weights, ops) for b in self.stage_batches])
 
-    def run(self, g: int, x: torch.Tensor, weights: torch.Tensor, built: list[_Built], ops: EdgeOps
+    def run(self, g: int, x: torch.Tensor, weights: torch.Tensor, built: Kernels, ops: EdgeOps
             ) -> list[list[Term]]:
         """Run group ``g`` on its input ``x`` (B, C, H, W); the terms of each of its edge slots."""
         edges, plan = self.groups[g]
@@ -231,6 +357,8 @@ class Program:
 
         # compiled graphs keep or recompute by the compiler's own choice (AOTAutograd's partitioner)
         recomputed = [] if torch.compiler.is_compiling() else _recomputable_taps(plan)
+        stage_kernels = iter([built.stages[i] for i, _ in self.stage_refs[g]] if built.stages else [])
+        stage_at = iter([j for _, j in self.stage_refs[g]])
         if recomputed:
             _run_taps(recomputed, x, weights, edges, terms)
         for item in plan.items:
@@ -243,13 +371,14 @@ class Program:
                 p = item.path
                 terms[p.slot].append((ops(edges[p.slot], p.cand)(x), weights[edges[p.slot], p.cand]))
             elif isinstance(item, SepStage):
-                _run_stage(item, source(item.source, stage_layout(x)), weights, edges, ops, terms)
+                _run_stage(item, source(item.source, stage_layout(x)), weights, edges, ops, terms,
+                           (stage_kernels, stage_at) if built.stages else None)
             elif isinstance(item, Block):
                 _run_block(item, source(item.source, stage_layout(x)), weights, edges, ops, terms)
             elif not isinstance(item, (Dropped, ConvBN, Stack)):
                 raise PlanError(f"unknown plan item {item!r}")
         for c, (src, call) in enumerate(calls_of(plan)):
-            self._conv_call(call, self.blocks[(g, c)], source(src), built, terms)
+            self._conv_call(call, self.blocks[(g, c)], source(src), built.convs, terms)
         return terms
 
     @staticmethod
@@ -338,31 +467,43 @@ def stage_layout(x: torch.Tensor) -> torch.memory_format | None:
 
 
 def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: Sequence[int], ops: EdgeOps,
-               terms: list[list[Term]]) -> None:
+               terms: list[list[Term]], built: tuple[Iterator[_StageBuilt], Iterator[int]] | None = None) -> None:
     """A separable stage on its source tensor ``z`` (B, C, H, W), then the stages that follow it.
 
     One member: its own kernels (exact). Several: depthwise kernels ``sum_i w_i Dhat_i`` per call,
     one 1x1 conv with ``sum_i w_i Phat_i``, one bn; ending members add ``(sum of their w) * h``.
+    ``built``: the program's stage kernels and positions, in the order the floated stages are reached
+    (:func:`build_stages`); ``None``: build them here, for this edge alone.
     """
     row = edges[stage.slot]
     mods = [ops(row, p.cand) for p in stage.paths]
-    dws = [m[pos] for m, pos in zip(mods, stage.positions)]
-    pws = [m[pos + 1] for m, pos in zip(mods, stage.positions)]
     bn = mods[0][stage.positions[0] + 2]
-    w = weights[row, [p.cand for p in stage.paths]]  # (members,)
-    d: torch.Tensor | None = None
-    for kernel, dilation, members in stage.calls:
+    if stage.floated and built is not None:
+        kernels, j = next(built[0]), next(built[1])
+        dks = [call[j] for call in kernels.depthwise]
+        p = kernels.pointwise[j]
+        total = kernels.total[j] if kernels.total is not None else None
+    else:
+        dws = [m[pos] for m, pos in zip(mods, stage.positions)]
+        pws = [m[pos + 1] for m, pos in zip(mods, stage.positions)]
+        w = _member_weights(weights, row, [p.cand for p in stage.paths])  # (members,)
         if stage.floated:  # embedding adds only zeros, so the norms can be taken after it, all at once
-            k = _mix([embed_kernel(dws[i].weight, dws[i].dilation[0], dws[i].kernel_size[0], kernel, dilation)
-                      for i in members], w[list(members)])
+            dks = [_mix([embed_kernel(dws[i].weight, dws[i].dilation[0], dws[i].kernel_size[0], kernel, dilation)
+                         for i in members], w[list(members)]) for kernel, dilation, members in stage.calls]
+            p = _mix([m.weight for m in pws], w)
         else:
-            k = dws[members[0]].weight
+            dks = [dws[members[0]].weight for _, _, members in stage.calls]
+            p = pws[0].weight
+        total = None
+        if stage.ending:
+            total = w[list(stage.ending)].sum() if len(stage.ending) > 1 else w[stage.ending[0]]
+    d: torch.Tensor | None = None
+    for k, (kernel, dilation, _) in zip(dks, stage.calls):
         out = F.conv2d(z, k, None, stage.stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
         d = out if d is None else d + out  # (B, C, H', W')
-    p = _mix([m.weight for m in pws], w) if stage.floated else pws[0].weight
     z = F.conv2d(d, p)  # (B, C, H', W')
     if stage.ending:  # h = bn(z); the edge gets (sum of the ending members' w) * h, h rebuilt in backward
-        total = w[list(stage.ending)].sum() if len(stage.ending) > 1 else w[stage.ending[0]]
+        assert total is not None
         h, y = scaled_bn(z, total, bn.eps)
         terms[stage.slot].append((y, None))
     else:
@@ -371,7 +512,7 @@ def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: S
         t = h
         for prim in nxt.source.prims:
             t = apply_prim(prim, t)
-        _run_stage(nxt, t, weights, edges, ops, terms)
+        _run_stage(nxt, t, weights, edges, ops, terms, built)
 
 
 def _pad_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -388,6 +529,33 @@ def _pad_dim(weight: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     shape = list(weight.shape)
     shape[dim] = extra
     return torch.cat([weight, weight.new_zeros(shape)], dim)
+
+
+#: Build a merged block's kernels with one normalization per primitive over all members, zero-padded
+#: first (:func:`_normalized_sum`); ``False``: one normalization per member, then padded (the reference
+#: the batched build is tested against, ``tests/test_kernel_batch.py``).
+BATCHED_BLOCK_BUILD = True
+
+
+def _padded(weight: torch.Tensor, size: int, dim: int, kernel: int) -> torch.Tensor:
+    """``weight`` (``(O, I, k, k)``) zero-padded at the end of ``dim`` (0 or 1) to ``size`` channels and
+    centred in ``kernel x kernel``, in one call (zeros: a channel mask, and the same convolution)."""
+    off = (kernel - weight.shape[-1]) // 2
+    extra = size - weight.shape[dim]
+    if off == 0 and extra == 0:
+        return weight
+    pad = [off, off, off, off, 0, 0, 0, 0]
+    pad[7 - 2 * dim] = extra  # the end of dim 0 is the last pair, of dim 1 the one before
+    return F.pad(weight, pad)
+
+
+def _normalized_sum(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i normalize_kernel(K_i)`` for kernels of one (padded) shape: one stack, one normalization
+    (per member and output channel; zero channels stay zero), one weighted sum."""
+    if len(kernels) == 1:
+        return normalize_kernel(kernels[0]) * w[0]
+    stacked = torch.stack(list(kernels))  # (m, O, I, k, k)
+    return (normalize_kernel(stacked) * w.view(-1, 1, 1, 1, 1)).sum(0)
 
 
 def _weighted(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
@@ -417,15 +585,20 @@ def _run_block(block: Block, z: torch.Tensor, weights: torch.Tensor, edges: Sequ
     depth = [m[pos + 3].weight for m, pos in at]  # (E_i, 1, k_i, k_i)
     project = [m[pos + 6].weight for m, pos in at]  # (O, E_i, 1, 1)
     eps = [mods[0][block.positions[0] + d].eps for d in (1, 4, 7)]
-    w = weights[row, [p.cand for p in block.paths]]  # (members,)
+    w = _member_weights(weights, row, [p.cand for p in block.paths])  # (members,)
     k, s = block.kernel, block.stride
     if block.merged:  # one block of the largest shape, each kernel sum_i w_i Khat_i (zero-padded: a mask)
         e_max = block.width
-        ek = _weighted([_pad_dim(normalize_kernel(e), 0, e_max) for e in expand], w)  # (E_max, C, 1, 1)
+        if BATCHED_BLOCK_BUILD:  # zero-pad first (zeros change no norm), then normalize all members at once
+            ek = _normalized_sum([_padded(e, e_max, 0, 1) for e in expand], w)  # (E_max, C, 1, 1)
+            dk = _normalized_sum([_padded(d, e_max, 0, k) for d in depth], w)  # (E_max, 1, k, k)
+            pk = _normalized_sum([_padded(p, e_max, 1, 1) for p in project], w)  # (O, E_max, 1, 1)
+        else:
+            ek = _weighted([_pad_dim(normalize_kernel(e), 0, e_max) for e in expand], w)
+            dk = _weighted([_pad_dim(_pad_kernel(normalize_kernel(d), k), 0, e_max) for d in depth], w)
+            pk = _weighted([_pad_dim(normalize_kernel(p), 1, e_max) for p in project], w)
         h = F.relu(_bn(F.conv2d(z, ek), eps[0]))  # (B, E_max, H, W)
-        dk = _weighted([_pad_dim(_pad_kernel(normalize_kernel(d), k), 0, e_max) for d in depth], w)
         h = F.relu(_bn(F.conv2d(h, dk, None, s, k // 2, 1, e_max), eps[1]))  # (B, E_max, H', W')
-        pk = _weighted([_pad_dim(normalize_kernel(p), 1, e_max) for p in project], w)  # (O, E_max, 1, 1)
         _, out = scaled_bn(F.conv2d(h, pk), w.sum() if len(block.paths) > 1 else w[0], eps[2])  # (B, O, H', W')
         terms[block.slot].append((out, None))
         return
