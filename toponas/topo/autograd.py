@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.autograd.graph import get_gradient_edge
 
 #: ``(tensor, weight)``: a contribution ``weight * tensor`` to an edge's output (``None``: already weighted).
 Term = tuple[torch.Tensor, torch.Tensor | None]
@@ -47,9 +48,22 @@ class _WeightedSum(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         n_plain = ctx.n_plain
         g_plain = [grad if need[i] else None for i in range(n_plain)]
-        g_src = [grad * w if need[n_plain + k] else None for k, w in enumerate(ws)]
-        g_w = [_dot(grad, s) if need[n_plain + n_w + k] else None for k, s in enumerate(srcs)]
+        g_src = [grad * w if wanted(s, need[n_plain + k]) else None for k, (s, w) in enumerate(zip(srcs, ws))]
+        g_w = [_dot(grad, s) if wanted(w, need[n_plain + n_w + k]) else None for k, (s, w) in enumerate(zip(srcs, ws))]
         return (None, *g_plain, *g_src, *g_w)
+
+
+def wanted(t: torch.Tensor, needed: bool) -> bool:
+    """Whether the running backward uses the gradient of ``t``, an input a custom function saved: ``needed``
+    (``ctx.needs_input_grad``, fixed in forward) and the engine will run ``t``'s node. A DARTS weight step
+    (``autograd.grad`` of the weights only) needs no gradient of the mixing weights, so their dot products
+    are skipped; where the engine cannot say (tracing), ``needed``."""
+    if not needed or torch.compiler.is_compiling():  # compiled: the traced backward is fixed in advance
+        return needed
+    try:
+        return bool(torch._C._will_engine_execute_node(get_gradient_edge(t).node))
+    except (RuntimeError, AttributeError, TypeError):
+        return True
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor | None:

@@ -12,6 +12,7 @@ chains. A node's terms are summed by :func:`toponas.topo.autograd.combine`; the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -114,6 +115,7 @@ class Kernels:
 
     convs: list[_Built]
     stages: list[_StageBuilt]
+    taps: dict[tuple[int, int], torch.Tensor]  # (edge, candidate) -> its 0-d weight, for every tap
 
 
 #: Build the kernels of the separable stages of a cell in one stacked build per stage structure
@@ -136,6 +138,12 @@ def _cols(w: torch.Tensor, cols: Sequence[int]) -> torch.Tensor:
     if list(cols) == list(range(first, first + len(cols))):
         return w[:, first:first + len(cols)]
     return w[:, list(cols)]
+
+
+@functools.lru_cache(maxsize=256)
+def _flat_index(pairs: Sequence[tuple[int, int]] | tuple, width: int, device: torch.device) -> torch.Tensor:
+    """``row * width + col`` of each pair, as an int64 index tensor on ``device`` (made once per unit)."""
+    return torch.tensor([r * width + c for r, c in pairs], dtype=torch.int64, device=device)
 
 
 def _member_weights(weights: torch.Tensor, row: int, cands: Sequence[int]) -> torch.Tensor:
@@ -293,6 +301,11 @@ class Program:
                 stages[i].append((edges[stage.slot], stage))
             self.stage_refs.append(refs)
         self.stage_batches = [_StageBatch(tuple(b)) for b in stages] if BATCHED_STAGE_BUILD else []
+        self.tap_pairs: list[tuple[int, int]] = []  # (edge, candidate) of every tap of the unit, once each
+        for edges, plan in self.groups:
+            for it in plan.items:
+                if isinstance(it, Tap) and (edges[it.path.slot], it.path.cand) not in self.tap_pairs:
+                    self.tap_pairs.append((edges[it.path.slot], it.path.cand))
         self._kept_numel: int | None = None
 
     def build(self, weights: torch.Tensor, ops: EdgeOps, activation_numel: int | None = None) -> Kernels:
@@ -308,12 +321,26 @@ class Program:
         little memory. ``activation_numel``: the elements of the unit's input this step (``None``:
         always recompute).
         """
+        taps = self.tap_weights(weights)
         if not self.batches and not self.stage_batches:
-            return Kernels([], [])
+            return Kernels([], [], taps)
         if (torch.is_grad_enabled() and not torch.compiler.is_compiling()  # compiled: the partitioner decides
                 and recompute_build(self.kept_numel(ops), activation_numel)):
-            return checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
-        return self._build(weights, ops)
+            convs, stages = checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
+        else:
+            convs, stages = self._build(weights, ops)
+        return Kernels(convs, stages, taps)
+
+    def tap_weights(self, weights: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+        """The 0-d weight of every tap of the unit, gathered in one indexing call (one backward call too)
+        instead of one ``weights[edge, cand]`` each (two selects, and in backward a full-size zero tensor
+        per select)."""
+        if not self.tap_pairs:
+            return {}
+        if len(self.tap_pairs) == 1 or torch.compiler.is_compiling():  # compiled: plain indexing, no cache
+            return {(k, c): weights[k, c] for k, c in self.tap_pairs}
+        index = _flat_index(tuple(self.tap_pairs), weights.shape[1], weights.device)
+        return dict(zip(self.tap_pairs, weights.reshape(-1).index_select(0, index).unbind(0)))
 
     def kept_numel(self, ops: EdgeOps) -> int:
         """Elements of the kernel copies one build keeps for backward when not recomputed (an estimate:
@@ -335,9 +362,9 @@ class Program:
             self._kept_numel = total
         return self._kept_numel
 
-    def _build(self, weights: torch.Tensor, ops: EdgeOps) -> Kernels:
-        return Kernels([build_batch(b, weights, ops) for b in self.batches],
-                       [build_stages(b, weights, ops) for b in self.stage_batches])
+    def _build(self, weights: torch.Tensor, ops: EdgeOps) -> tuple[list[_Built], list[_StageBuilt]]:
+        return ([build_batch(b, weights, ops) for b in self.batches],
+                [build_stages(b, weights, ops) for b in self.stage_batches])
 
     def run(self, g: int, x: torch.Tensor, weights: torch.Tensor, built: Kernels, ops: EdgeOps
             ) -> list[list[Term]]:
@@ -360,13 +387,13 @@ class Program:
         stage_kernels = iter([built.stages[i] for i, _ in self.stage_refs[g]] if built.stages else [])
         stage_at = iter([j for _, j in self.stage_refs[g]])
         if recomputed:
-            _run_taps(recomputed, x, weights, edges, terms)
+            _run_taps(recomputed, x, built.taps, edges, terms)
         for item in plan.items:
             if isinstance(item, Tap):
                 if item in recomputed:
                     continue
                 p = item.path
-                terms[p.slot].append((source(item.source), weights[edges[p.slot], p.cand]))
+                terms[p.slot].append((source(item.source), built.taps[(edges[p.slot], p.cand)]))
             elif isinstance(item, Chain):
                 p = item.path
                 terms[p.slot].append((ops(edges[p.slot], p.cand)(x), weights[edges[p.slot], p.cand]))
@@ -429,8 +456,8 @@ def _source_fn(prims: tuple[Primitive, ...]) -> Callable[[torch.Tensor], torch.T
     return fn
 
 
-def _run_taps(taps: Sequence[Tap], x: torch.Tensor, weights: torch.Tensor, edges: Sequence[int],
-              terms: list[list[Term]]) -> None:
+def _run_taps(taps: Sequence[Tap], x: torch.Tensor, weights: dict[tuple[int, int], torch.Tensor],
+              edges: Sequence[int], terms: list[list[Term]]) -> None:
     """Every edge's parameter-free taps on ``x`` as one term per edge, ``sum_s w_s f_s(x)``, with the
     sources recomputed in backward instead of kept (:mod:`toponas.topo.recompute`)."""
     sources: list[Source] = []  # a shared source once, a private one (rule prefix off) once per owner
@@ -444,7 +471,7 @@ def _run_taps(taps: Sequence[Tap], x: torch.Tensor, weights: torch.Tensor, edges
             slots.append(tap.path.slot)
             layout.append([])
         layout[slots.index(tap.path.slot)].append((sources.index(tap.source), len(ws)))
-        ws.append(weights[edges[tap.path.slot], tap.path.cand])
+        ws.append(weights[(edges[tap.path.slot], tap.path.cand)])
     outs = recomputed_taps([_source_fn(src.prims) for src in sources], layout, x, ws)
     for slot, out in zip(slots, outs):
         terms[slot].append((out, None))

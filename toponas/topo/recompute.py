@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .autograd import _dot
+from .autograd import _dot, wanted
 
 #: ``f(x)``: a parameter-free function of a source (pooling, pooling -> bn) that is cheap to run again.
 SourceFn = Callable[[torch.Tensor], torch.Tensor]
@@ -49,8 +49,10 @@ class RecomputedTaps(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None):  # type: ignore[override]
         x, *ws = ctx.saved_tensors
-        need_x = ctx.needs_input_grad[2]
-        need_w = ctx.needs_input_grad[3:]
+        need_x = wanted(x, ctx.needs_input_grad[2])
+        need_w = [wanted(w, n) for w, n in zip(ws, ctx.needs_input_grad[3:])]
+        if not need_x and not any(need_w):
+            return (None, None, None, *[None] * len(ws))
         with torch.enable_grad():
             xd = x.detach().requires_grad_(need_x)
             ps = [fn(xd) for fn in ctx.fns]
@@ -93,7 +95,7 @@ class _ScaledBN(torch.autograd.Function):
         z, mean, invstd, w = ctx.saved_tensors
         g_w = None
         if g_y is not None:
-            if ctx.needs_input_grad[1]:
+            if wanted(w, ctx.needs_input_grad[1]):
                 shape = (1, -1) + (1,) * (z.dim() - 2)
                 h = (z - mean.view(shape)) * invstd.view(shape)  # the forward's h, rebuilt
                 g_w = _dot(g_y, h).reshape(w.shape)
@@ -101,7 +103,7 @@ class _ScaledBN(torch.autograd.Function):
         else:
             g = g_h
         g_z = None
-        if ctx.needs_input_grad[0] and g is not None:
+        if g is not None and wanted(z, ctx.needs_input_grad[0]):
             g_z = torch.ops.aten.native_batch_norm_backward(g, z, None, None, None, mean, invstd, True, ctx.eps,
                                                             [True, False, False])[0]
         return g_z, g_w, None
