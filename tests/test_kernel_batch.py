@@ -31,7 +31,7 @@ def _run(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, alphas: dict[
 
 
 @pytest.mark.parametrize(
-    "space_name, flag, size", [("darts", "BATCHED_STAGE_BUILD", 8), ("mobile", "BATCHED_BLOCK_BUILD", 8)]
+    "space_name, flag, size", [("darts", "BATCHED_STAGE_BUILD", 8), ("mobile", "BATCHED_BLOCK_BUILD", 32)]
 )
 def test_batched_build_equals_the_unbatched_build(monkeypatch, space_name: str, flag: str, size: int) -> None:
     space = create_space(space_name)
@@ -39,8 +39,8 @@ def test_batched_build_equals_the_unbatched_build(monkeypatch, space_name: str, 
     cells = 3 if space_name == "darts" else None
     plain = space.build_supernet(4, cells or space.default_cells, 5).double().train()
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 3, size, size, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 5, (2,), generator=gen)
+    x = torch.randn(4, 3, size, size, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (4,), generator=gen)
     alphas = {g: torch.randn(*a, generator=gen, dtype=torch.float64) for g, a in space.arch_shapes.items()}
     results, ops = {}, {}
     for batched in (True, False):  # the flag is read when the model is built and when it runs
@@ -51,7 +51,7 @@ def test_batched_build_equals_the_unbatched_build(monkeypatch, space_name: str, 
         ops[batched] = sum(aten_ops(lambda m=model: _run(m, x, y, alphas)).values())
         results[batched] = _run(model, x, y, alphas)
     (loss_b, gp_b, gw_b), (loss_u, gp_u, gw_u) = results[True], results[False]
-    torch.testing.assert_close(loss_b, loss_u, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(loss_b, loss_u, rtol=1e-9, atol=1e-12)  # rounding, amplified by bn on a batch of 4
     assert sum(g is not None for g in gp_b) > 0
     for a, b in zip(gp_b + gw_b, gp_u + gw_u):
         assert (a is None) == (b is None)

@@ -44,13 +44,18 @@ def avg_pool_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return sums * _inv_count(x.shape[-2], x.shape[-1], kernel, x.dtype, x.device)  # (B, C, H, W)
 
 
+def kernel_norm(weight: torch.Tensor) -> torch.Tensor:
+    """``||K||`` per output channel of ``weight`` ``(..., C_out, C_in, k, k)``, as ``(..., C_out, 1, 1, 1)``
+    (clamped away from zero: an all-zero channel, e.g. zero padding, stays zero when divided by it)."""
+    return torch.linalg.vector_norm(weight, dim=(-3, -2, -1), keepdim=True).clamp_min(1e-12)
+
+
 def normalize_kernel(weight: torch.Tensor) -> torch.Tensor:
     """``K / ||K||`` per output channel (rule 3's ``Khat``); differentiable, so ``K`` trains through it.
 
     ``weight`` is ``(..., C_out, C_in, k, k)``: the norm is taken over the last three dimensions.
     """
-    norm = torch.linalg.vector_norm(weight, dim=(-3, -2, -1), keepdim=True).clamp_min(1e-12)  # (..., C_out, 1, 1, 1)
-    return weight / norm
+    return weight / kernel_norm(weight)
 
 
 def unit_rms_kernel(weight: torch.Tensor) -> torch.Tensor:

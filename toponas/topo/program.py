@@ -24,7 +24,7 @@ from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
 from .autograd import Term
 from .checks import EdgeOps
 from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
-from .kernels import avg_pool_same, embed_kernel, normalize_kernel, unit_rms_kernel
+from .kernels import avg_pool_same, embed_kernel, kernel_norm, normalize_kernel, unit_rms_kernel
 from .lower import SOURCE_BN_EPS
 from .recompute import recomputed_taps, scaled_bn
 
@@ -577,12 +577,13 @@ def _padded(weight: torch.Tensor, size: int, dim: int, kernel: int) -> torch.Ten
 
 
 def _normalized_sum(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
-    """``sum_i w_i normalize_kernel(K_i)`` for kernels of one (padded) shape: one stack, one normalization
-    (per member and output channel; zero channels stay zero), one weighted sum."""
+    """``sum_i w_i normalize_kernel(K_i)`` for kernels of one (padded) shape: one stack, one norm (per member
+    and output channel; zero channels stay zero), the weights folded into the scale (autograd keeps one copy
+    of the stack, as the per-member build kept one of its padded kernels), one sum."""
     if len(kernels) == 1:
         return normalize_kernel(kernels[0]) * w[0]
     stacked = torch.stack(list(kernels))  # (m, O, I, k, k)
-    return (normalize_kernel(stacked) * w.view(-1, 1, 1, 1, 1)).sum(0)
+    return (stacked * (w.view(-1, 1, 1, 1, 1) / kernel_norm(stacked))).sum(0)
 
 
 def _weighted(kernels: Sequence[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
