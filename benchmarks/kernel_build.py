@@ -18,25 +18,12 @@ import warnings
 
 import torch
 from torch.nn import functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from toponas import topo
 from toponas.spaces import create_space
 from toponas.strategies import create_strategy
 from toponas.topo import program
-from toponas.topo.measure import saved_activation_bytes
-
-
-class CountOps(TorchDispatchMode):
-    """Counts the ATen operations run under it (the backward runs on this thread for CPU tensors)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
+from toponas.topo.measure import aten_ops, saved_activation_bytes
 
 
 def main() -> None:
@@ -69,9 +56,7 @@ def main() -> None:
     for name, ratio in settings.items():  # bytes, operations, and one warm-up step each
         program.RECOMPUTE_BUILD_RATIO = ratio
         saved[name] = saved_activation_bytes(loss) / 2**20
-        with CountOps() as counter:
-            step()
-        ops[name] = counter.count
+        ops[name] = sum(aten_ops(step).values())
     order = list(settings)
     for r in range(args.rounds):
         for name in order if r % 2 == 0 else order[::-1]:
