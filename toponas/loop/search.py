@@ -105,7 +105,11 @@ class Search(RunLoop):
         self.config = config
         self.command = command
         self.extended_from: int | None = None
+        self.batched_with: list[int] | None = None  # the seeds of a many-seed pass this run is one of
         cfg = config
+        if cfg.seeds is not None:
+            raise ConfigError("a configuration with seeds runs them all in one pass: toponas search --seeds, or "
+                              "toponas.search(seeds=[...]) (toponas.loop.seeds.SeedsSearch)")
         if cfg.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES.names())}")
         if cfg.topo not in topo.MODES:
@@ -359,6 +363,8 @@ class Search(RunLoop):
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from
+        if self.batched_with is not None:  # the step times are those of the whole pass (toponas.loop.seeds)
+            extras["seeds_batched"] = {"seeds": self.batched_with, "steps_shared": True}
         if self.compile:
             from ..runtime.compiled import compile_mode
 

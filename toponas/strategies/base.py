@@ -120,6 +120,8 @@ class StepContext:
     epoch: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
     task: Any = CLASSIFICATION  # loss(output, target) and correct(output, target)
+    #: ``clip_grad_norm(parameters, max_norm)``; per seed when many seeds run stacked (``toponas.loop.seeds``).
+    clip_grad_norm: Callable[..., Any] = nn.utils.clip_grad_norm_
 
 
 @dataclass
@@ -185,6 +187,12 @@ class Strategy(nn.Module, ABC):
     #: ``torchrun`` search (which average every gradient) stay equal; False where it also follows each
     #: process's own losses or data (rewards, kept batches, evolution), which a search over processes refuses.
     data_parallel: ClassVar[bool] = True
+    #: Whether many seeds of it run exactly as one stacked search (``toponas search --seeds``,
+    #: :mod:`toponas.loop.seeds`): its state is its parameters (stacked) and per-epoch schedules (shared), its
+    #: step only elementwise updates, sums of per-seed losses, ``ctx.clip_grad_norm`` and :meth:`noise` (each
+    #: seed's own random stream), and every edge's candidates all run (no ``Mixing.active``). Declared by
+    #: each class itself, not inherited (a subclass changes the step): see :meth:`batches_seeds`.
+    seed_batched: ClassVar[bool] = False
     #: Whether every loss of its step goes through ``ctx.task`` (then it searches restoration spaces too).
     any_task: ClassVar[bool] = False
     #: The budgets (``"latency"``, ``"flops"``) the strategy is held to by its architecture loss or its own
@@ -197,6 +205,19 @@ class Strategy(nn.Module, ABC):
         self.space = space
         self.hyper = hyper if hyper is not None else self.Hyper()
         self.budget = None  # a toponas.hardware.budget.Budget when the run has a latency/FLOPs target
+        self.streams = None  # many seeds stacked: each seed's random stream (toponas.loop.seeds.SeedStreams)
+
+    def noise(self, like: torch.Tensor, draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``draw(torch.empty_like(like))``: random numbers of ``like``'s shape, from the run's random stream;
+        with many seeds stacked each seed's slice from its own stream, as its solo run draws them."""
+        if self.streams is None:
+            return draw(torch.empty_like(like))
+        return self.streams.draw(like, draw)
+
+    @classmethod
+    def batches_seeds(cls) -> bool:
+        """Whether this class itself declares :attr:`seed_batched` (a subclass of one that does must say so again)."""
+        return bool(cls.__dict__.get("seed_batched", False))
 
     # -- set-up ----------------------------------------------------------------------------------
     def prepare_supernet(self, model: nn.Module, epoch: int) -> nn.Module:

@@ -32,6 +32,7 @@ class DartsV1(Strategy):
 
     name = "darts-v1"
     any_task = True
+    seed_batched = True
     budgets = ("latency", "flops")
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:
@@ -130,7 +131,7 @@ class DartsV1(Strategy):
         for p, g in zip(ctx.weights, grads):
             p.grad = g
         if ctx.hyper.grad_clip > 0:
-            nn.utils.clip_grad_norm_(ctx.weights, ctx.hyper.grad_clip)
+            ctx.clip_grad_norm(ctx.weights, ctx.hyper.grad_clip)
         ctx.w_optimizer.step()
         return loss, logits
 

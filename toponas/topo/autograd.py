@@ -10,6 +10,13 @@ import torch
 Term = tuple[torch.Tensor, torch.Tensor | None]
 
 
+def plain_autograd() -> bool:
+    """Whether the custom autograd Functions here give way to the plain computation they stand for: under
+    ``torch.compile`` (its partitioner decides what to keep) and under ``torch.func`` transforms (``vmap`` of
+    many seeds, :mod:`toponas.runtime.seeds`), which cannot run Functions without ``setup_context``."""
+    return torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is not None
+
+
 class _WeightedSum(torch.autograd.Function):
     """``sum(plain) + sum_k w_k * src_k`` accumulated in place; backward keeps only ``src_k`` and ``w_k``.
 
@@ -79,4 +86,6 @@ def combine(terms: Sequence[Term], like: torch.Tensor) -> torch.Tensor:
         return plain[0]
     srcs = [t for t, _ in weighted]
     ws = [w for _, w in weighted]
+    if plain_autograd():
+        return sum(plain[1:], plain[0]) + sum(s * w for s, w in weighted) if plain else sum(s * w for s, w in weighted)
     return _WeightedSum.apply(len(plain), *plain, *srcs, *ws)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
-from .autograd import Term
+from .autograd import Term, plain_autograd
 from .checks import EdgeOps
 from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
 from .kernels import avg_pool_same, embed_kernel, normalize_kernel, unit_rms_kernel
@@ -192,7 +192,7 @@ class Program:
         """
         if not self.batches:
             return []
-        if (torch.is_grad_enabled() and not torch.compiler.is_compiling()  # compiled: the partitioner decides
+        if (torch.is_grad_enabled() and not plain_autograd()  # compiled, vmapped: see plain_autograd
                 and recompute_build(self.kept_numel(ops), activation_numel)):
             return checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
         return self._build(weights, ops)
