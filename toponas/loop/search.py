@@ -414,14 +414,19 @@ def space_record(space: str) -> dict[str, Any]:
 
 
 def search(config: SearchConfig | None = None, *, resume: bool = False, progress: bool = False,
-           log: Callable[[str], None] = print, **overrides) -> SearchResult:
+           log: Callable[[str], None] = print, **overrides) -> SearchResult | list[SearchResult]:
     """Run a search from Python: ``toponas.search(strategy="gdas", dataset="digits", epochs=2)``.
 
     Keyword arguments override fields of ``config`` (the defaults when ``None``); keywords that are
     not config fields (``epochs``, ``w_lr``, ``tau_max`` ...) override the strategy's hyperparameters.
+    With ``seeds=[...]`` the seeds run in one pass (:mod:`toponas.loop.seeds`): one result per seed, in order.
     """
     config = config or SearchConfig()
     fields = set(config.to_dict())
     hyper = {**config.hyper, **{k: v for k, v in overrides.items() if k not in fields}}
     config = config.replace(**{k: v for k, v in overrides.items() if k in fields}, hyper=hyper)
+    if config.seeds is not None:
+        from .seeds import SeedsSearch
+
+        return SeedsSearch(config, resume=resume, progress=progress, log=log).run()
     return Search(config, resume=resume, progress=progress, log=log).run()

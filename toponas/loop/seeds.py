@@ -151,11 +151,11 @@ class SeedsSearch(RunLoop):
     diverged = SearchDiverged
     data_parallel = True  # refused below with its own message
 
-    def __init__(self, config: SearchConfig, seeds: Sequence[int], resume: bool = False, progress: bool = True,
-                 log: Callable[[str], None] = print, interrupt_after: int | None = None,
+    def __init__(self, config: SearchConfig, seeds: Sequence[int] | None = None, resume: bool = False,
+                 progress: bool = True, log: Callable[[str], None] = print, interrupt_after: int | None = None,
                  command: list[str] | None = None, tensorboard: bool = False, compile: bool = False) -> None:
         super().__init__(config.out, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after)
-        self.seeds = check_seeds(seeds)
+        self.seeds = check_seeds(config.seeds or [] if seeds is None else seeds)
         if self.world.distributed:
             raise ConfigError("--seeds runs its seeds in one process; run it without torchrun (or spread single "
                               "seeds over processes with toponas sweep)")
