@@ -248,7 +248,8 @@ class SeedsSearch(RunLoop):
         first = self.runs[0]
         self.device = first.device
         if state is not None:
-            self.restore(states[0])
+            self.restore(states[0])  # the loop's counters (every seed's are the same)
+            self.history = []  # each seed keeps its own history; this loop's is not written
             self.partial = self._merged_partials([st.get("partial") for st in states])
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", self.config.to_dict(), only_if_changed=True)
@@ -366,7 +367,6 @@ class SeedsSearch(RunLoop):
             if run.ctx.model is not run.model:
                 raise RuntimeError(f"{run.config.strategy} changed its supernet after epoch {epoch + 1}; it cannot run "
                                    "with --seeds")
-        self.history.append({"epoch": epoch + 1, "seconds": sums["seconds"]})
 
     def save(self, epoch: int, step: int, partial: dict | None) -> None:
         self._unstack()
