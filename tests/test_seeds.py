@@ -21,8 +21,8 @@ SEEDS = (0, 1)
 QUIET = dict(progress=False, log=lambda m: None)
 
 
-def _solo(tmp_path, strategy: str, topo: str, seed: int):
-    cfg = SearchConfig(**TINY, strategy=strategy, topo=topo, seed=seed, out=str(tmp_path / f"solo-{seed}"))
+def _solo(tmp_path, strategy: str, topo: str, seed: int, space: str = "nb201"):
+    cfg = SearchConfig(**TINY, strategy=strategy, topo=topo, seed=seed, space=space, out=str(tmp_path / f"solo-{seed}"))
     return Search(cfg, **QUIET).run()
 
 
@@ -47,11 +47,12 @@ def _assert_same_run(solo, many, solo_dir, many_dir) -> None:
                 torch.testing.assert_close(cb["optimizers"][name]["state"][index][key], t, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(("strategy", "topo"), [("darts-v1", "full"), ("darts-v1", "off"), ("snas", "full"),
-                                                ("beta-darts", "exact")])
-def test_each_seed_equals_its_solo_run(tmp_path, strategy, topo):
-    solos = [_solo(tmp_path, strategy, topo, s) for s in SEEDS]
-    cfg = SearchConfig(**TINY, strategy=strategy, topo=topo, out=str(tmp_path / "many"))
+@pytest.mark.parametrize(("strategy", "topo", "space"), [
+    ("darts-v1", "full", "nb201"), ("darts-v1", "off", "nb201"), ("snas", "full", "nb201"),
+    ("beta-darts", "exact", "nb201"), ("darts-v1", "full", "darts")])
+def test_each_seed_equals_its_solo_run(tmp_path, strategy, topo, space):
+    solos = [_solo(tmp_path, strategy, topo, s, space) for s in SEEDS]
+    cfg = SearchConfig(**TINY, strategy=strategy, topo=topo, space=space, out=str(tmp_path / "many"))
     many = SeedsSearch(cfg, SEEDS, **QUIET).run()
     assert [r.seed for r in many] == list(SEEDS)
     for s, solo, result in zip(SEEDS, solos, many):

@@ -31,6 +31,10 @@ from .result import SearchResult
 from .search import Search, SearchDiverged, SearchInterrupted
 
 KEYS = ("w_loss", "w_correct", "a_loss", "a_correct")
+#: The space families whose seeds are checked to batch exactly (tests/test_seeds.py). The mobile space's stacked
+#: forward and gradients equal its solo ones, yet its stacked search drifts from the solo one after the first
+#: weight step (not explained yet): refused rather than run wrong.
+SEED_FAMILIES = ("nb201", "darts")
 
 
 def seed_dir(out: str | Path, seed: int) -> Path:
@@ -174,6 +178,10 @@ class SeedsSearch(RunLoop):
         self.runs = [Search(config.replace(seed=s, seeds=None, out=str(seed_dir(config.out, s))), resume=resume,
                             progress=False, log=self._seed_log(s), command=command, tensorboard=tensorboard)
                      for s in self.seeds]
+        family = getattr(self.runs[0].space, "family", None)
+        if family not in SEED_FAMILIES:
+            raise ConfigError(f"--seeds batches the {', '.join(SEED_FAMILIES)} spaces exactly, not {config.space}; run "
+                              "its seeds one by one (--seed) or with toponas sweep")
         for run in self.runs:
             run.batched_with = list(self.seeds)
 
@@ -208,8 +216,8 @@ class SeedsSearch(RunLoop):
             return None
         missing = [s for s, st in zip(self.seeds, states) if st is None]
         if missing:
-            raise ConfigError(f"cannot resume: seed(s) {', '.join(map(str, missing))} of {self.out} have no checkpoint; "
-                              "choose another --out")
+            raise ConfigError(f"cannot resume: seed(s) {', '.join(map(str, missing))} of {self.out} have no "
+                              "checkpoint; choose another --out")
         at = {(int(st["epoch"]), int(st.get("step", 0))) for st in states}
         if len(at) > 1:
             where = ", ".join(f"seed {s} at epoch {int(st['epoch'])} step {int(st.get('step', 0))}"
@@ -219,7 +227,7 @@ class SeedsSearch(RunLoop):
         return {"runs": states, "epoch": states[0]["epoch"], "step": states[0].get("step", 0)}
 
     def run(self) -> list[SearchResult]:
-        """Run (or continue) every seed and write each one's result; a finished run resumed as it was changes no file."""
+        """Run (or continue) every seed and write each one's result; a finished run resumed as it was writes nothing."""
         state = self.saved_state()
         if (state is not None and int(state["epoch"]) >= self.epochs and state["step"] == 0
                 and all((r.out / r.result_file).exists() for r in self.runs)):
@@ -253,8 +261,8 @@ class SeedsSearch(RunLoop):
             self.partial = self._merged_partials([st.get("partial") for st in states])
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", self.config.to_dict(), only_if_changed=True)
-        self.log(f"seeds {', '.join(map(str, self.seeds))}: {len(self.seeds)} searches stacked in one pass; each writes "
-                 f"{self.out}/seed-S")
+        self.log(f"seeds {', '.join(map(str, self.seeds))}: {len(self.seeds)} searches stacked in one pass; each "
+                 f"writes {self.out}/seed-S")
         self._stack()
 
     def _stack(self) -> None:
@@ -332,7 +340,8 @@ class SeedsSearch(RunLoop):
         w_loss, a_loss = task.per_seed(stats.w_loss).tolist(), task.per_seed(stats.a_loss).tolist()
         w_correct, a_correct = stats.w_correct.tolist(), stats.a_correct.tolist()
         task.parts.clear()
-        losses = {**{f"w_loss/{k}": v for k, v in enumerate(w_loss)}, **{f"a_loss/{k}": v for k, v in enumerate(a_loss)}}
+        losses = {**{f"w_loss/{k}": v for k, v in enumerate(w_loss)},
+                  **{f"a_loss/{k}": v for k, v in enumerate(a_loss)}}
         counts = {**{f"w_correct/{k}": int(v) for k, v in enumerate(w_correct)},
                   **{f"a_correct/{k}": int(v) for k, v in enumerate(a_correct)}}
         return losses, counts, sizes.pop()
