@@ -32,8 +32,8 @@ from .search import Search, SearchDiverged, SearchInterrupted
 
 KEYS = ("w_loss", "w_correct", "a_loss", "a_correct")
 #: The space families whose seeds are checked to batch exactly (tests/test_seeds.py). The mobile space's stacked
-#: forward and gradients equal its solo ones, yet its stacked search drifts from the solo one after the first
-#: weight step (not explained yet): refused rather than run wrong.
+#: forward already differs from the solo one by 1.5e-5 at the test size and its search drifts after one step
+#: (docs/scaling.md): refused rather than run wrong.
 SEED_FAMILIES = ("nb201", "darts")
 
 
