@@ -249,7 +249,7 @@ CASES = [
     Case("seeds-not-numbers", lambda t, r: ["search", *TINY, "--seeds", "0,x", "--out", str(t / "o")], 1,
          "comma-separated whole numbers"),
     Case("seeds-unbatched-strategy", lambda t, r: ["search", *TINY, "--strategy", "gdas", "--seeds", "0,1", "--out",
-                                                   str(t / "o")], 1, "--seeds batches beta-darts, darts-v1, snas"),
+                                                   str(t / "o")], 1, "--seeds batches beta-darts, darts-v1, darts-v2, snas"),
     Case("seeds-unverified-space", lambda t, r: ["search", *TINY[:8], "--space", "mobile", "--image-size", "32",
                                                  *TINY[-3:], "--seeds", "0,1", "--out", str(t / "o")], 1,
          "--seeds batches the nb201, darts spaces exactly, not mobile"),

@@ -122,6 +122,9 @@ class StepContext:
     task: Any = CLASSIFICATION  # loss(output, target) and correct(output, target)
     #: ``clip_grad_norm(parameters, max_norm)``; per seed when many seeds run stacked (``toponas.loop.seeds``).
     clip_grad_norm: Callable[..., Any] = nn.utils.clip_grad_norm_
+    #: Leading dimensions of every weight and architecture tensor that index seeds (1 when many run stacked):
+    #: a norm over "all the weights" is then one per seed (:func:`per_seed`).
+    seed_dims: int = 0
 
 
 @dataclass
@@ -134,6 +137,11 @@ class StepStats:
     a_correct: torch.Tensor
     batch: int
 
+
+
+def per_seed(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value`` (one number per seed: 0-d in a solo run, ``(K,)`` stacked) shaped to scale ``like`` per seed."""
+    return value.view(*value.shape, *[1] * (like.dim() - value.dim()))
 
 
 def grads_or_zeros(output: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
