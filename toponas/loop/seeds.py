@@ -23,7 +23,7 @@ import torch
 
 from ..config import ConfigError, SearchConfig
 from ..runtime import step_seed, write_json
-from ..runtime.loop import RunLoop
+from ..runtime.loop import RunLoop, open_tensorboard
 from ..runtime.stacked import Stacked, clip_per_copy, optimizer_shapes, slice_state, stack_states
 from ..spaces import Mixing
 from ..strategies import STRATEGIES, create_strategy
@@ -205,7 +205,10 @@ class SeedsSearch(RunLoop):
         saved = self.out / "config.json"
         if saved.is_file():
             given = sorted(self.seeds)
-            was = sorted(SearchConfig.load(saved).seeds or [])
+            was_seeds = SearchConfig.load(saved).seeds
+            if was_seeds is None:
+                raise ConfigError(f"{self.out} holds a run of one seed (--seed), not of --seeds; choose another --out")
+            was = sorted(was_seeds)
             if not self.resume:
                 raise ConfigError(f"{self.out} already holds a run of seeds {was}; pass --resume to continue it or "
                                   "choose another --out")
@@ -234,6 +237,8 @@ class SeedsSearch(RunLoop):
             self._print(f"{self.out} has already finished its {self.epochs} epochs; nothing to do")
             self.noop = True
             return [r.finished_result() for r in self.runs]
+        if self.runs[0].tensorboard:
+            open_tensorboard(None)  # the extra is missing: say so before any work
         self.setup(state)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -31,13 +31,15 @@ class Stacked(nn.Module):
         self._base = [base]  # a list: not a submodule, so its own tensors are not this module's
         self.names = [n for n, _ in base.named_parameters()]
         self.buffer_names = [n for n, _ in base.named_buffers()]
+        params = [dict(c.named_parameters()) for c in copies]
+        buffers = [dict(c.named_buffers()) for c in copies]
         self.stacked = nn.ParameterList()
         for name in self.names:
-            parts = [dict(c.named_parameters())[name] for c in copies]
+            parts = [p[name] for p in params]
             self.stacked.append(nn.Parameter(torch.stack([p.detach() for p in parts]),
                                              requires_grad=parts[0].requires_grad))
         for i, name in enumerate(self.buffer_names):
-            self.register_buffer(f"b{i}", torch.stack([dict(c.named_buffers())[name] for c in copies]))
+            self.register_buffer(f"b{i}", torch.stack([b[name] for b in buffers]))
         self.copies = len(copies)
 
     def buffers_by_name(self) -> dict[str, torch.Tensor]:
