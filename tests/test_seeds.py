@@ -65,7 +65,7 @@ def _assert_same_run(solo, many, solo_dir, many_dir) -> None:
 
 @pytest.mark.parametrize(("strategy", "topo", "space"), [
     ("darts-v1", "full", "nb201"), ("darts-v1", "off", "nb201"), ("snas", "full", "nb201"),
-    ("beta-darts", "exact", "nb201"), ("darts-v1", "full", "darts")])
+    ("beta-darts", "exact", "nb201"), ("drnas", "full", "nb201"), ("darts-v1", "full", "darts")])
 def test_each_seed_equals_its_solo_run(tmp_path, strategy, topo, space):
     _each_seed_equals_its_solo_run(tmp_path, strategy, topo, space)
 

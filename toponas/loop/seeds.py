@@ -94,14 +94,15 @@ class SeedStreams:
             torch.manual_seed(s)
             self.states.append(self._get())
 
-    def draw(self, like: torch.Tensor, draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``draw(torch.empty_like(like[k]))`` from stream ``k`` for every seed ``k``, stacked."""
-        if like.shape[0] != len(self.states):
-            raise RuntimeError(f"a draw of shape {tuple(like.shape)} is not stacked over the {len(self.states)} seeds")
+    def each(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+        """``fn(*(t[k] for t in tensors))`` drawn from stream ``k`` for every seed ``k``, stacked."""
+        if any(t.shape[0] != len(self.states) for t in tensors):
+            raise RuntimeError(f"a draw from shapes {[tuple(t.shape) for t in tensors]} is not stacked over the "
+                               f"{len(self.states)} seeds")
         outs = []
         for k, state in enumerate(self.states):
             self._set(state)
-            outs.append(draw(torch.empty_like(like[k])))
+            outs.append(fn(*(t[k] for t in tensors)))
             self.states[k] = self._get()
         return torch.stack(outs)
 
@@ -178,6 +179,10 @@ class SeedsSearch(RunLoop):
         self.runs = [Search(config.replace(seed=s, seeds=None, out=str(seed_dir(config.out, s))), resume=resume,
                             progress=False, log=self._seed_log(s), command=command, tensorboard=tensorboard)
                      for s in self.seeds]
+        because = self.runs[0].strategy.unbatched_because()
+        if because:
+            raise ConfigError(f"--seeds cannot batch {config.strategy} here: {because}; run its seeds one by one "
+                              "(--seed) or with toponas sweep")
         family = getattr(self.runs[0].space, "family", None)
         if family not in SEED_FAMILIES:
             raise ConfigError(f"--seeds batches the {', '.join(SEED_FAMILIES)} spaces exactly, not {config.space}; run "

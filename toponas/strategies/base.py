@@ -218,14 +218,23 @@ class Strategy(nn.Module, ABC):
     def noise(self, like: torch.Tensor, draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``draw(torch.empty_like(like))``: random numbers of ``like``'s shape, from the run's random stream;
         with many seeds stacked each seed's slice from its own stream, as its solo run draws them."""
+        return self.sample(lambda t: draw(torch.empty_like(t)), like)
+
+    def sample(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+        """``fn(*tensors)``, a random draw from the run's stream (e.g. ``Dirichlet(c).rsample()``); with many seeds
+        stacked, ``fn`` of each seed's slices from that seed's own stream, stacked."""
         if self.streams is None:
-            return draw(torch.empty_like(like))
-        return self.streams.draw(like, draw)
+            return fn(*tensors)
+        return self.streams.each(fn, *tensors)
 
     @classmethod
     def batches_seeds(cls) -> bool:
         """Whether this class itself declares :attr:`seed_batched` (a subclass of one that does must say so again)."""
         return bool(cls.__dict__.get("seed_batched", False))
+
+    def unbatched_because(self) -> str | None:
+        """Why these hyperparameters keep a class that batches seeds from doing so (None: they do not)."""
+        return None
 
     # -- set-up ----------------------------------------------------------------------------------
     def prepare_supernet(self, model: nn.Module, epoch: int) -> nn.Module:
