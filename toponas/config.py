@@ -66,6 +66,7 @@ class SearchConfig:
     channels: int = 16
     cells: int | None = None  # cells per stage (NB201) or layers (DARTS); None: the space's default
     seed: int = 0
+    seeds: list[int] | None = None  # many seeds in one pass (toponas.loop.seeds): one run per seed in out/seed-S
     out: str = "runs/search"
     benchmark: str | None = None
     topo: str = "full"  # meets its targets (docs/profile.md), so it is the default

@@ -61,6 +61,8 @@ def hyper_epilog() -> str:
 @click.option("--cells", "--layers", "cells", type=click.IntRange(min=1),
               help="Cells per stage N (nb201, default 5) or layers (darts, default 8).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
+@click.option("--seeds", metavar="S,S,...", help="Many seeds in one pass: run these seeds' searches batched in one "
+              "process, each into --out/seed-S (docs/scaling.md); not with --seed.")
 @click.option("--out", default="runs/search", show_default=True, type=click.Path(), help="Run directory.")
 @click.option("--benchmark", type=click.Path(), envvar="TOPONAS_BENCHMARK",
               help="Benchmark CSV (or $TOPONAS_BENCHMARK) to look up the found cell.")
@@ -95,17 +97,33 @@ def hyper_epilog() -> str:
 def search(ctx: click.Context, epochs: int | None, samples: int | None, sample_scale: float | None,
            joint_after: int | None, flops_target: float | None, hyper: tuple[str, ...],
            config_file: str | None, resume: bool, no_progress: bool, tensorboard: bool, compile: bool,
-           **options: Any) -> None:
+           seeds: str | None, **options: Any) -> None:
     """Search an architecture: alternating weight and architecture steps on split training data."""
     from ..loop import Search
+    from ..loop.seeds import SeedsSearch, parse_seeds
     from ..runtime.files import check_writable
 
     config = resolve_config(ctx, options, config_file, resume, hyper,
                             {"epochs": epochs, "samples": samples, "sample_scale": sample_scale,
                              "joint_after": joint_after, "flops_target": flops_target})
+    if seeds is not None:
+        config = config.replace(seeds=parse_seeds(seeds))
+    if config.seeds is not None and given(ctx, "seed"):
+        raise ConfigError("--seeds and --seed do not go together: --seeds S,S,... runs each seed in --out/seed-S, "
+                          "--seed S one run in --out")
     check_writable(config.out, directory=True, what="--out")
+    command = ["toponas", *sys.argv[1:]]
+    if config.seeds is not None:
+        many = SeedsSearch(config, resume=resume, progress=show_progress(no_progress), log=click.echo,
+                           command=command, tensorboard=tensorboard, compile=compile)
+        results = many.run()
+        for result in results:
+            click.echo(f"seed {result.seed}: {result.summary()}")
+        if not many.noop:
+            click.echo(f"wrote {', '.join(str(Path(r.out_dir) / 'result.json') for r in results)}")
+        return
     runner = Search(config, resume=resume, progress=show_progress(no_progress), log=click.echo,
-                    command=["toponas", *sys.argv[1:]], tensorboard=tensorboard, compile=compile)
+                    command=command, tensorboard=tensorboard, compile=compile)
     result = runner.run()
     if not runner.world.is_main:  # under torchrun rank 0 alone reports
         return

@@ -105,7 +105,11 @@ class Search(RunLoop):
         self.config = config
         self.command = command
         self.extended_from: int | None = None
+        self.batched_with: list[int] | None = None  # the seeds of a many-seed pass this run is one of
         cfg = config
+        if cfg.seeds is not None:
+            raise ConfigError("a configuration with seeds runs them all in one pass: toponas search --seeds, or "
+                              "toponas.search(seeds=[...]) (toponas.loop.seeds.SeedsSearch)")
         if cfg.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES.names())}")
         if cfg.topo not in topo.MODES:
@@ -359,6 +363,8 @@ class Search(RunLoop):
                   "provenance": provenance(self.device, self.command)}
         if self.extended_from is not None:
             extras["extended_from_epochs"] = self.extended_from
+        if self.batched_with is not None:  # the step times are those of the whole pass (toponas.loop.seeds)
+            extras["seeds_batched"] = {"seeds": self.batched_with, "steps_shared": True}
         if self.compile:
             from ..runtime.compiled import compile_mode
 
@@ -408,14 +414,19 @@ def space_record(space: str) -> dict[str, Any]:
 
 
 def search(config: SearchConfig | None = None, *, resume: bool = False, progress: bool = False,
-           log: Callable[[str], None] = print, **overrides) -> SearchResult:
+           log: Callable[[str], None] = print, **overrides) -> SearchResult | list[SearchResult]:
     """Run a search from Python: ``toponas.search(strategy="gdas", dataset="digits", epochs=2)``.
 
     Keyword arguments override fields of ``config`` (the defaults when ``None``); keywords that are
     not config fields (``epochs``, ``w_lr``, ``tau_max`` ...) override the strategy's hyperparameters.
+    With ``seeds=[...]`` the seeds run in one pass (:mod:`toponas.loop.seeds`): one result per seed, in order.
     """
     config = config or SearchConfig()
     fields = set(config.to_dict())
     hyper = {**config.hyper, **{k: v for k, v in overrides.items() if k not in fields}}
     config = config.replace(**{k: v for k, v in overrides.items() if k in fields}, hyper=hyper)
+    if config.seeds is not None:
+        from .seeds import SeedsSearch
+
+        return SeedsSearch(config, resume=resume, progress=progress, log=log).run()
     return Search(config, resume=resume, progress=progress, log=log).run()

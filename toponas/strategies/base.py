@@ -120,6 +120,11 @@ class StepContext:
     epoch: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
     task: Any = CLASSIFICATION  # loss(output, target) and correct(output, target)
+    #: ``clip_grad_norm(parameters, max_norm)``; per seed when many seeds run stacked (``toponas.loop.seeds``).
+    clip_grad_norm: Callable[..., Any] = nn.utils.clip_grad_norm_
+    #: Leading dimensions of every weight and architecture tensor that index seeds (1 when many run stacked):
+    #: a norm over "all the weights" is then one per seed (:func:`per_seed`).
+    seed_dims: int = 0
 
 
 @dataclass
@@ -132,6 +137,11 @@ class StepStats:
     a_correct: torch.Tensor
     batch: int
 
+
+
+def per_seed(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value`` (one number per seed: 0-d in a solo run, ``(K,)`` stacked) shaped to scale ``like`` per seed."""
+    return value.view(*value.shape, *[1] * (like.dim() - value.dim()))
 
 
 def grads_or_zeros(output: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -185,6 +195,12 @@ class Strategy(nn.Module, ABC):
     #: ``torchrun`` search (which average every gradient) stay equal; False where it also follows each
     #: process's own losses or data (rewards, kept batches, evolution), which a search over processes refuses.
     data_parallel: ClassVar[bool] = True
+    #: Whether many seeds of it run exactly as one stacked search (``toponas search --seeds``,
+    #: :mod:`toponas.loop.seeds`): its state is its parameters (stacked) and per-epoch schedules (shared), its
+    #: step only elementwise updates, sums of per-seed losses, ``ctx.clip_grad_norm`` and :meth:`noise` (each
+    #: seed's own random stream), and every edge's candidates all run (no ``Mixing.active``). Declared by
+    #: each class itself, not inherited (a subclass changes the step): see :meth:`batches_seeds`.
+    seed_batched: ClassVar[bool] = False
     #: Whether every loss of its step goes through ``ctx.task`` (then it searches restoration spaces too).
     any_task: ClassVar[bool] = False
     #: The budgets (``"latency"``, ``"flops"``) the strategy is held to by its architecture loss or its own
@@ -197,6 +213,28 @@ class Strategy(nn.Module, ABC):
         self.space = space
         self.hyper = hyper if hyper is not None else self.Hyper()
         self.budget = None  # a toponas.hardware.budget.Budget when the run has a latency/FLOPs target
+        self.streams = None  # many seeds stacked: each seed's random stream (toponas.loop.seeds.SeedStreams)
+
+    def noise(self, like: torch.Tensor, draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``draw(torch.empty_like(like))``: random numbers of ``like``'s shape, from the run's random stream;
+        with many seeds stacked each seed's slice from its own stream, as its solo run draws them."""
+        return self.sample(lambda t: draw(torch.empty_like(t)), like)
+
+    def sample(self, fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+        """``fn(*tensors)``, a random draw from the run's stream (e.g. ``Dirichlet(c).rsample()``); with many seeds
+        stacked, ``fn`` of each seed's slices from that seed's own stream, stacked."""
+        if self.streams is None:
+            return fn(*tensors)
+        return self.streams.each(fn, *tensors)
+
+    @classmethod
+    def batches_seeds(cls) -> bool:
+        """Whether this class itself declares :attr:`seed_batched` (a subclass of one that does must say so again)."""
+        return bool(cls.__dict__.get("seed_batched", False))
+
+    def unbatched_because(self) -> str | None:
+        """Why these hyperparameters keep a class that batches seeds from doing so (None: they do not)."""
+        return None
 
     # -- set-up ----------------------------------------------------------------------------------
     def prepare_supernet(self, model: nn.Module, epoch: int) -> nn.Module:

@@ -30,11 +30,13 @@ class BetaDARTS(DartsV1):
     """
 
     name = "beta-darts"
+    seed_batched = True
     Hyper = BetaDartsHyper
 
     def regularizer(self, epoch: int) -> torch.Tensor | float:
         scale = self.hyper.beta_max * epoch / self.hyper.epochs
         if scale == 0:
             return 0.0
-        terms = [torch.logsumexp(a, dim=-1).mean() for a in self.alphas.values()]
+        # the mean over edges of each seed, summed over stacked seeds (toponas.loop.seeds); one seed: the mean
+        terms = [torch.logsumexp(a, dim=-1).mean(-1).sum() for a in self.alphas.values()]
         return scale * sum(terms) / len(terms)

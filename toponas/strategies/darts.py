@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spaces import Mixing
-from .base import Hyper, StepContext, StepStats, Strategy, cosine_lr, grads_or_zeros
+from .base import Hyper, StepContext, StepStats, Strategy, cosine_lr, grads_or_zeros, per_seed
 from .registry import register_strategy
 
 
@@ -32,6 +32,7 @@ class DartsV1(Strategy):
 
     name = "darts-v1"
     any_task = True
+    seed_batched = True
     budgets = ("latency", "flops")
 
     def __init__(self, space, hyper: Hyper | None = None) -> None:
@@ -130,7 +131,7 @@ class DartsV1(Strategy):
         for p, g in zip(ctx.weights, grads):
             p.grad = g
         if ctx.hyper.grad_clip > 0:
-            nn.utils.clip_grad_norm_(ctx.weights, ctx.hyper.grad_clip)
+            ctx.clip_grad_norm(ctx.weights, ctx.hyper.grad_clip)
         ctx.w_optimizer.step()
         return loss, logits
 
@@ -166,6 +167,7 @@ class DartsV2(DartsV1):
 
     name = "darts-v2"
     Hyper = DartsV2Hyper
+    seed_batched = True  # the finite-difference step is per seed (ctx.seed_dims)
 
     def arch_step(self, ctx: StepContext, x_w, y_w, x_a, y_a):
         weights = list(ctx.weights)
@@ -187,7 +189,8 @@ class DartsV2(DartsV1):
         total = self.arch_objective(val_loss, ctx.epoch)
         out = grads_or_zeros(total, alphas + weights)
         d_alpha, v = out[: len(alphas)], out[len(alphas):]
-        eps = ctx.hyper.fd_eps / torch.sqrt(sum((g * g).sum() for g in v)).clamp_min(1e-12)
+        norm = torch.sqrt(sum((g * g).flatten(ctx.seed_dims).sum(-1) for g in v))  # one per seed
+        eps = ctx.hyper.fd_eps / norm.clamp_min(1e-12)
         hessian = self._hessian_vector(ctx, weights, backup, v, eps, x_w, y_w)
         with torch.no_grad():
             for w, b in zip(weights, backup):
@@ -203,7 +206,7 @@ class DartsV2(DartsV1):
         for sign in (1.0, -1.0):
             with torch.no_grad():
                 for w, b, d in zip(weights, backup, v):
-                    w.copy_(b + sign * eps * d)
+                    w.copy_(b + sign * per_seed(eps, d) * d)
             loss, _ = self.forward_loss(ctx, x, y)
             grads.append(grads_or_zeros(loss, alphas))
-        return [(p - m) / (2 * eps) for p, m in zip(*grads)]
+        return [(p - m) / (2 * per_seed(eps, p)) for p, m in zip(*grads)]

@@ -98,6 +98,10 @@ class DrNAS(DartsV1):
 
     name = "drnas"
     Hyper = DrNASHyper
+    seed_batched = True  # its Dirichlet samples per seed (Strategy.sample); not the progressive variant
+
+    def unbatched_because(self) -> str | None:
+        return "progressive DrNAS changes its supernet between stages" if self.hyper.progressive else None
 
     def __init__(self, space, hyper: DrNASHyper | None = None) -> None:
         super().__init__(space, hyper)
@@ -127,7 +131,7 @@ class DrNAS(DartsV1):
         for g, a in self.alphas.items():
             idx = self.kept(g)
             if idx is None:
-                weights[g] = Dirichlet(self.concentration(a)).rsample()
+                weights[g] = self.sample(lambda c: Dirichlet(c).rsample(), self.concentration(a))
                 active[g] = [list(range(a.shape[-1]))] * a.shape[0]
             else:  # a Dirichlet over the kept candidates; the pruned ones weigh zero and do not run
                 theta = Dirichlet(self.concentration(a).gather(-1, idx)).rsample()

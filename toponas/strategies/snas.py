@@ -31,6 +31,7 @@ class SNAS(DartsV1):
     """Soft Gumbel-softmax per edge, ``softmax((alpha + g) / tau)``; every candidate runs."""
 
     name = "snas"
+    seed_batched = True
     Hyper = SNASHyper
 
     def __init__(self, space, hyper: SNASHyper | None = None) -> None:
@@ -43,6 +44,6 @@ class SNAS(DartsV1):
     def mixing(self) -> Mixing:
         weights = {}
         for g, a in self.alphas.items():
-            gumbel = -torch.empty_like(a).exponential_().log()
+            gumbel = -self.noise(a, torch.Tensor.exponential_).log()
             weights[g] = F.softmax((a + gumbel) / self.tau, dim=-1)
         return Mixing(weights)

@@ -11,6 +11,23 @@ from torch.autograd.graph import get_gradient_edge
 Term = tuple[torch.Tensor, torch.Tensor | None]
 
 
+def under_transform() -> bool:
+    """Whether a ``torch.func`` transform (``vmap`` of many seeds, :mod:`toponas.loop.seeds`) is running: it
+    cannot run autograd Functions without ``setup_context``, such as the ones of the simplifier."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def plain_autograd() -> bool:
+    """Whether the custom autograd Functions of the simplifier give way to the plain computation they stand for:
+    under ``torch.compile`` (its partitioner decides what to keep) and under a ``torch.func`` transform."""
+    return torch.compiler.is_compiling() or under_transform()
+
+
+def vmapped(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a slice of a tensor under ``vmap`` (some layout queries are not implemented there)."""
+    return bool(torch._C._functorch.is_batchedtensor(x))
+
+
 class _WeightedSum(torch.autograd.Function):
     """``sum(plain) + sum_k w_k * src_k`` accumulated in place; backward keeps only ``src_k`` and ``w_k``.
 
@@ -23,19 +40,7 @@ class _WeightedSum(torch.autograd.Function):
         plain = args[:n_plain]
         n_w = (len(args) - n_plain) // 2
         srcs, ws = args[n_plain:n_plain + n_w], args[n_plain + n_w:]
-        if len(plain) >= 2:
-            out = plain[0] + plain[1]
-            rest, k0 = plain[2:], 0
-        elif len(plain) == 1:
-            out = torch.addcmul(plain[0], srcs[0], ws[0]) if n_w else plain[0].clone()
-            rest, k0 = (), 1 if n_w else 0
-        else:
-            out = srcs[0] * ws[0]
-            rest, k0 = (), 1
-        for t in rest:
-            out.add_(t)
-        for s, w in zip(srcs[k0:], ws[k0:]):
-            out.addcmul_(s, w)
+        out = weighted_sum(plain, srcs, ws)
         ctx.n_plain = n_plain
         ctx.save_for_backward(*srcs, *ws)
         return out
@@ -66,6 +71,28 @@ def wanted(t: torch.Tensor, needed: bool) -> bool:
         return True
 
 
+def weighted_sum(plain: Sequence[torch.Tensor], srcs: Sequence[torch.Tensor], ws: Sequence[torch.Tensor],
+                 inplace: bool = True) -> torch.Tensor:
+    """``sum(plain) + sum_k ws[k] * srcs[k]`` in a fixed order: accumulated in place into one new tensor (the
+    forward of :class:`_WeightedSum`), or the same operations out of place (``vmap`` has no batching rule for
+    in-place ``addcmul_``): the plain computation, recorded by autograd."""
+    n_w = len(srcs)
+    if len(plain) >= 2:
+        out = plain[0] + plain[1]
+        rest, k0 = plain[2:], 0
+    elif len(plain) == 1:
+        out = torch.addcmul(plain[0], srcs[0], ws[0]) if n_w else plain[0].clone()
+        rest, k0 = (), 1 if n_w else 0
+    else:
+        out = srcs[0] * ws[0]
+        rest, k0 = (), 1
+    for t in rest:
+        out = out.add_(t) if inplace else out + t
+    for s, w in zip(srcs[k0:], ws[k0:]):
+        out = out.addcmul_(s, w) if inplace else torch.addcmul(out, s, w)
+    return out
+
+
 def _flat(t: torch.Tensor) -> torch.Tensor | None:
     """``t`` as a 1-d view in memory order (contiguous or channels-last), or None."""
     if t.is_contiguous():
@@ -93,4 +120,6 @@ def combine(terms: Sequence[Term], like: torch.Tensor) -> torch.Tensor:
         return plain[0]
     srcs = [t for t, _ in weighted]
     ws = [w for _, w in weighted]
+    if under_transform():  # the same operations, recorded by autograd (torch.compile traces the Function)
+        return weighted_sum(plain, srcs, ws, inplace=False)
     return _WeightedSum.apply(len(plain), *plain, *srcs, *ws)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
-from .autograd import Term
+from .autograd import Term, plain_autograd, vmapped
 from .checks import EdgeOps
 from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
 from .kernels import avg_pool_same, embed_kernel, kernel_norm, normalize_kernel, unit_rms_kernel
@@ -324,7 +324,7 @@ class Program:
         taps = self.tap_weights(weights)
         if not self.batches and not self.stage_batches:
             return Kernels([], [], taps)
-        if (torch.is_grad_enabled() and not torch.compiler.is_compiling()  # compiled: the partitioner decides
+        if (torch.is_grad_enabled() and not plain_autograd()  # compiled, vmapped: see plain_autograd
                 and recompute_build(self.kept_numel(ops), activation_numel)):
             convs, stages = checkpoint(self._build, weights, ops, use_reentrant=False, preserve_rng_state=False)
         else:
@@ -488,9 +488,10 @@ def stage_layout(x: torch.Tensor) -> torch.memory_format | None:
 
     PyTorch's CPU depthwise convolution is 2-4x faster forward and backward in channels-last (measured,
     dense 3x3 to 9x9 kernels at DARTS shapes, the conversion included); the source is converted once
-    per node, before its relu, so only the converted tensor is kept for backward.
+    per node, before its relu, so only the converted tensor is kept for backward. Not under ``vmap`` (many
+    seeds in one pass), which cannot convert layouts.
     """
-    return torch.channels_last if x.device.type == "cpu" and x.dim() == 4 else None
+    return torch.channels_last if x.device.type == "cpu" and x.dim() == 4 and not vmapped(x) else None
 
 
 def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: Sequence[int], ops: EdgeOps,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .autograd import _dot, wanted
+from .autograd import _dot, plain_autograd, wanted
 
 #: ``f(x)``: a parameter-free function of a source (pooling, pooling -> bn) that is cheap to run again.
 SourceFn = Callable[[torch.Tensor], torch.Tensor]
@@ -76,7 +76,11 @@ class RecomputedTaps(torch.autograd.Function):
 
 def recomputed_taps(fns: Sequence[SourceFn], layout: Sequence[Sequence[tuple[int, int]]], x: torch.Tensor,
                     ws: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """:class:`RecomputedTaps` (one output per entry of ``layout``)."""
+    """:class:`RecomputedTaps` (one output per entry of ``layout``); its plain computation where
+    :func:`~toponas.topo.autograd.plain_autograd` says so."""
+    if plain_autograd():
+        ps = [fn(x) for fn in fns]
+        return tuple(sum((ps[s] * ws[k] for s, k in pairs[1:]), ps[pairs[0][0]] * ws[pairs[0][1]]) for pairs in layout)
     return RecomputedTaps.apply(fns, layout, x, *ws)
 
 
@@ -112,8 +116,9 @@ class _ScaledBN(torch.autograd.Function):
 def scaled_bn(z: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(bn(z), w * bn(z))`` with batch statistics and no affine parameters; backward rebuilds ``bn(z)``
     from ``z`` and the statistics instead of keeping it for ``dL/dw``. Under ``torch.compile`` the plain
-    computation is traced instead (the compiler's partitioner chooses what to recompute itself)."""
-    if torch.compiler.is_compiling():
+    computation is traced instead (the compiler's partitioner chooses what to recompute itself), and it runs
+    under ``vmap`` (many seeds in one pass)."""
+    if plain_autograd():
         h = torch.native_batch_norm(z, None, None, None, None, True, 0.0, eps)[0]
         return h, h * w
     return _ScaledBN.apply(z, w, eps)
