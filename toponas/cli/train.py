@@ -38,7 +38,7 @@ TRAIN_OPTIONS = ("dataset", "data", "cache_dir", "subset", "epochs", "batch_size
 @click.option("--scale", type=int, help="sr: upscaling factor [default: the run's, else 2].")
 @click.option("--patch-size", type=int, help="Restoration: training patch side [default: the run's, else 48].")
 @click.option("--grey", is_flag=True, default=None, help="Restoration: grey images (as the run searched).")
-@click.option("--loss", help="Restoration: l1 or l2 [default: the run's, else l1].")
+@click.option("--loss", help="Restoration: l2 or l1 [default: the run's, else l2].")
 @click.option("--patches", type=click.IntRange(min=1), help="Restoration: training patches per epoch [default: 1024].")
 @click.option("--data", type=click.Path(),
               help="Dataset path, as for search (e.g. ../shared/data/cifar10-jpeg.tar.gz).")
