@@ -23,14 +23,15 @@ import torch
 from toponas.config import SearchConfig
 from toponas.loop import Search
 from toponas.restoration.baselines import build_baseline
+from toponas.restoration.runs import RESTORE_PRESETS
 from toponas.restoration.train import RestoreTrainConfig, RestoreTrainer
 from toponas.spaces import create_space
 from toponas.training.cost import count_mult_adds, count_parameters
 
 #: The CPU restoration budget (docs/restoration.md): a search of 8 epochs x 32 steps of 8 patches of 32x32, every
-#: network retrained for 40 epochs x 32 steps (1,280 steps) of 16 patches of 48x48, Adam 1e-3 cosine, L2 loss.
+#: network retrained with ``toponas train --preset cpu`` (1,280 steps of 16 patches of 48x48, Adam 1e-3, L2).
 SEARCH = {"epochs": 8, "patches": 256, "batch_size": 8, "patch_size": 32, "loss": "l2"}
-TRAIN = {"epochs": 40, "patches": 512, "batch_size": 16, "patch_size": 48, "lr": 1e-3, "loss": "l2"}
+TRAIN = dict(RESTORE_PRESETS["cpu"])
 TASKS = {"denoise": {"space": "mod-nas", "sigma": 25.0, "cells": 2},
          "sr": {"space": "trilevel", "scale": 2, "cells": 3}}
 

@@ -152,6 +152,17 @@ def test_trilevel_has_no_zero_candidate_and_restoration_defaults_to_l2() -> None
     assert RestorationTask("sr").loss_name == "l2"
 
 
+def test_restoration_cpu_preset_under_the_flags() -> None:
+    from toponas.config import ConfigError
+    from toponas.restoration.runs import RESTORE_PRESETS, restoration_config
+
+    config = restoration_config("baseline:espcn", None, {"task": "sr", "epochs": 2}, "cpu")
+    assert config.epochs == 2 and config.patches == RESTORE_PRESETS["cpu"]["patches"] and config.loss == "l2"
+    assert restoration_config("baseline:espcn", None, {"task": "sr"}, None).epochs == 10  # no preset: the defaults
+    with pytest.raises(ConfigError, match="unknown restoration preset"):
+        restoration_config("baseline:espcn", None, {"task": "sr"}, "gpu")
+
+
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
