@@ -42,7 +42,7 @@ class Plain(nn.Module):
 
 def build(arch: str) -> nn.Module:
     if arch.startswith("plain:"):
-        width, depth = (int(v) for v in arch[len("plain:"):].split(","))
+        width, depth = (int(v) for v in arch[len("plain:") :].split(","))
         return Plain(width, depth)
     return build_baseline(arch, 3, "sr", 2, 12)
 
@@ -66,8 +66,9 @@ def main() -> None:
     torch.manual_seed(0)
     net = build(args.arch)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    for step, (x, y) in enumerate(RestorationBatches(task, images, 16, args.steps, 0, torch.device("cpu"),
-                                                     paired=False).epoch(0)):
+    for step, (x, y) in enumerate(
+        RestorationBatches(task, images, 16, args.steps, 0, torch.device("cpu"), paired=False).epoch(0)
+    ):
         for group in opt.param_groups:
             group["lr"] = 1e-5 + (args.lr - 1e-5) * (1 + math.cos(math.pi * step / args.steps)) / 2
         opt.zero_grad()
