@@ -23,12 +23,15 @@ import torch
 from toponas.config import SearchConfig
 from toponas.loop import Search
 from toponas.restoration.baselines import build_baseline
+from toponas.restoration.runs import RESTORE_PRESETS
 from toponas.restoration.train import RestoreTrainConfig, RestoreTrainer
 from toponas.spaces import create_space
 from toponas.training.cost import count_mult_adds, count_parameters
 
-SEARCH = {"epochs": 4, "patches": 256, "batch_size": 8, "patch_size": 32}
-TRAIN = {"epochs": 10, "patches": 512, "batch_size": 16, "patch_size": 48, "lr": 1e-3}
+#: The CPU restoration budget (docs/restoration.md): a search of 8 epochs x 32 steps of 8 patches of 32x32, every
+#: network retrained with ``toponas train --preset cpu`` (1,280 steps of 16 patches of 48x48, Adam 1e-3, L2).
+SEARCH = {"epochs": 8, "patches": 256, "batch_size": 8, "patch_size": 32, "loss": "l2"}
+TRAIN = dict(RESTORE_PRESETS["cpu"])
 TASKS = {"denoise": {"space": "mod-nas", "sigma": 25.0, "cells": 2},
          "sr": {"space": "trilevel", "scale": 2, "cells": 3}}
 
@@ -40,7 +43,7 @@ def search(task: str, seed: int, out: Path, channels: int, strategy: str) -> dic
     cfg = SearchConfig(task=task, space=t["space"], strategy=strategy, dataset="skimage", channels=channels,
                        cells=t["cells"], sigma=t.get("sigma", 25.0), scale=t.get("scale", 2), seed=seed,
                        out=str(out), device="cpu", topo="full", batch_size=SEARCH["batch_size"],
-                       patch_size=SEARCH["patch_size"], patches=SEARCH["patches"],
+                       patch_size=SEARCH["patch_size"], patches=SEARCH["patches"], loss=SEARCH["loss"],
                        hyper={"epochs": SEARCH["epochs"]})
     return Search(cfg, progress=False).run().to_dict()
 
@@ -67,10 +70,11 @@ def matched_dncnn(params: int, channels: int) -> str:
 
 def matched_sr(kind: str, macs: int) -> str:
     if kind == "fsrcnn":
-        grid = (f"baseline:fsrcnn:{d},{s},{m}" for d, s, m in itertools.product((8, 12, 16, 24, 32, 56), (4, 8, 12),
-                                                                                   (1, 2, 3, 4)))
+        grid = (f"baseline:fsrcnn:{d},{s},{m}" for d, s, m in itertools.product(
+            (8, 12, 16, 24, 32, 48, 56, 64, 96), (4, 8, 12, 16), (1, 2, 3, 4)))
     else:
-        grid = (f"baseline:espcn:{a},{b}" for a, b in itertools.product((8, 12, 16, 24, 32, 48, 64), (4, 8, 16, 32)))
+        grid = (f"baseline:espcn:{a},{b}" for a, b in itertools.product((8, 12, 16, 24, 32, 48, 64, 96, 128),
+                                                                            (4, 8, 16, 32, 48, 64)))
     return min(grid, key=lambda a: abs(size(a, "sr", 16)[1] - macs))
 
 

@@ -137,6 +137,32 @@ def test_supernet_at_a_vertex_is_the_discrete_network(name) -> None:
     assert space.parse(str(narrow)) == narrow
 
 
+def test_trilevel_has_no_zero_candidate_and_restoration_defaults_to_l2() -> None:
+    """``none`` won most edges of every short SR search (docs/restoration.md), so the SR cell has none; l1 stalls."""
+    from toponas.config import SearchConfig
+    from toponas.restoration.train import RestoreTrainConfig
+    from toponas.spaces.trilevel import CANDIDATES, TrilevelArchError
+
+    space = create_space("trilevel")
+    assert "none" not in CANDIDATES and "none" not in space.group_ops["cell"]
+    assert space.arch_shapes["cell"] == (6, 3)
+    with pytest.raises(TrilevelArchError, match="each one of"):
+        space.parse("x2;path=prev,prev,prev;cell=none,conv_3x3,conv_3x3,conv_3x3,conv_3x3,conv_3x3")
+    assert SearchConfig().loss == RestoreTrainConfig(arch="a", space="trilevel").loss == "l2"
+    assert RestorationTask("sr").loss_name == "l2"
+
+
+def test_restoration_cpu_preset_under_the_flags() -> None:
+    from toponas.config import ConfigError
+    from toponas.restoration.runs import RESTORE_PRESETS, restoration_config
+
+    config = restoration_config("baseline:espcn", None, {"task": "sr", "epochs": 2}, "cpu")
+    assert config.epochs == 2 and config.patches == RESTORE_PRESETS["cpu"]["patches"] and config.loss == "l2"
+    assert restoration_config("baseline:espcn", None, {"task": "sr"}, None).epochs == 10  # no preset: the defaults
+    with pytest.raises(ConfigError, match="unknown restoration preset"):
+        restoration_config("baseline:espcn", None, {"task": "sr"}, "gpu")
+
+
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 

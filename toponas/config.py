@@ -81,7 +81,7 @@ class SearchConfig:
     scale: int = 2  # sr: the upscaling factor
     patch_size: int = 48  # restoration: side of the clean training patches
     grey: bool = False  # restoration: grey (1 channel) images and networks
-    loss: str = "l1"  # restoration: l1 or l2
+    loss: str = "l2"  # restoration: l2 or l1 (docs/restoration.md: l1 stalls at short budgets)
     patches: int = 1024  # restoration: training patches per epoch (each of the weight and architecture halves)
     lut: str | None = None  # a latency table (`toponas latency build`): latency of the result, --latency-target
     latency_target: float | None = None  # ms on the LUT's device (docs/hardware.md)

@@ -46,7 +46,7 @@ def hyper_epilog() -> str:
 @click.option("--patch-size", default=48, show_default=True, type=int,
               help="restoration: side of the clean training patches.")
 @click.option("--grey", is_flag=True, help="restoration: grey images and a 1-channel network.")
-@click.option("--loss", default="l1", show_default=True, help="restoration: l1 or l2.")
+@click.option("--loss", default="l2", show_default=True, help="restoration: l2 or l1.")
 @click.option("--patches", default=1024, show_default=True, type=click.IntRange(min=1),
               help="restoration: training patches per epoch.")
 @click.option("--dataset", default="cifar10", show_default=True, type=click.Choice(DATASETS + ("skimage",)),

@@ -38,13 +38,13 @@ TRAIN_OPTIONS = ("dataset", "data", "cache_dir", "subset", "epochs", "batch_size
 @click.option("--scale", type=int, help="sr: upscaling factor [default: the run's, else 2].")
 @click.option("--patch-size", type=int, help="Restoration: training patch side [default: the run's, else 48].")
 @click.option("--grey", is_flag=True, default=None, help="Restoration: grey images (as the run searched).")
-@click.option("--loss", help="Restoration: l1 or l2 [default: the run's, else l1].")
+@click.option("--loss", help="Restoration: l2 or l1 [default: the run's, else l2].")
 @click.option("--patches", type=click.IntRange(min=1), help="Restoration: training patches per epoch [default: 1024].")
 @click.option("--data", type=click.Path(),
               help="Dataset path, as for search (e.g. ../shared/data/cifar10-jpeg.tar.gz).")
 @click.option("--cache-dir", type=click.Path(), help="Where decoded datasets are cached.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)),
-              help="A smaller budget over the protocol (cpu: a quick check).")
+              help="A smaller budget over the protocol (cpu: a quick check; restoration: docs/restoration.md).")
 @click.option("--subset", type=click.IntRange(min=2), help="Train on N stratified training images (quick runs).")
 @click.option("--epochs", type=click.IntRange(min=1), help="[default: the protocol's, 200]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="[default: the protocol's, 256]")
@@ -81,7 +81,7 @@ def train(ctx: click.Context, arch: str, space: str | None, preset: str | None, 
     from ..training import TrainConfig, Trainer, resolve_arch, summary
     from ..training.network import read_checkpoint
 
-    if _train_restoration(ctx, arch, space, resume, no_progress, options):
+    if _train_restoration(ctx, arch, space, preset, resume, no_progress, options):
         return
     source = resolve_arch(arch, space)
     explicit = {k: options[k] for k in TRAIN_OPTIONS if given(ctx, k)}
@@ -106,8 +106,8 @@ def train(ctx: click.Context, arch: str, space: str | None, preset: str | None, 
         click.echo(f"wrote {Path(config.out) / 'train.json'} and {Path(config.out) / 'model.pt'}")
 
 
-def _train_restoration(ctx: click.Context, arch: str, space: str | None, resume: bool, no_progress: bool,
-                       options: dict[str, Any]) -> bool:
+def _train_restoration(ctx: click.Context, arch: str, space: str | None, preset: str | None, resume: bool,
+                       no_progress: bool, options: dict[str, Any]) -> bool:
     """Train a restoration run or baseline (``toponas.restoration``); False when ARCH is a classification one."""
     from ..restoration.runs import RESTORE_OPTIONS, restoration_config
     from ..restoration.train import RestoreTrainer
@@ -115,7 +115,7 @@ def _train_restoration(ctx: click.Context, arch: str, space: str | None, resume:
     from ..runtime import check_writable
 
     flags = {k: options[k] for k in RESTORE_OPTIONS if k in options and given(ctx, k)}
-    config = restoration_config(arch, space, flags)
+    config = restoration_config(arch, space, flags, preset)
     if config is None:
         return False
     check_writable(config.out, directory=True, what="--out")

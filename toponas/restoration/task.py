@@ -38,7 +38,7 @@ class RestorationTask:
     scale: int = 2
     patch_size: int = 48
     channels: int = 3
-    loss_name: str = "l1"
+    loss_name: str = "l2"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,7 +76,7 @@ class RestorationTask:
 
     # -- what the loops call ----------------------------------------------------------------------
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """L1 (default) or L2 between the restored and the clean batch (mean over pixels)."""
+        """L2 (default: the error PSNR measures) or L1 between the restored and the clean batch (mean over pixels)."""
         return F.l1_loss(output, target) if self.loss_name == "l1" else F.mse_loss(output, target)
 
     def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """``toponas train`` of a restoration architecture (or a baseline): patches, Adam, PSNR/SSIM on the test images.
 
 The same resumable run loop as every other run (:class:`toponas.runtime.loop.RunLoop`): per step a batch
-of random training patches degraded on the fly, an L1 (or L2) loss, Adam with a cosine learning rate; after
+of random training patches degraded on the fly, an L2 (or L1) loss, Adam with a cosine learning rate; after
 the last epoch the whole test images are restored and scored, ``train.json`` holds ``psnr`` and ``ssim``,
 ``model.pt`` the weights with a description that ``export`` rebuilds, ``RUN/examples/`` the pictures
 ``report`` shows.
@@ -45,7 +45,7 @@ class RestoreTrainConfig:
     scale: int = 2
     patch_size: int = 48
     grey: bool = False
-    loss: str = "l1"
+    loss: str = "l2"
     dataset: str = "skimage"
     data: str | None = None
     cache_dir: str | None = None

@@ -14,12 +14,14 @@ reading.
   (``h_{-1} = h_{-2}`` = the head's output): a discrete path is a chain through some of the cells (those off
   the path are dropped from the discrete network).
 * Cell level (group ``"cell"``, a row per edge, shared by every cell as in DARTS): a DAG of 3 nodes with edges
-  ``i<-j``, each an operation kind of :data:`KINDS`; the cell returns ``x + node_3``.
+  ``i<-j``, each an operation kind of :data:`KINDS`; the cell returns ``x + node_3``. There is no ``none``
+  (zero) candidate: with it every DARTS-family search we ran (darts-v1, drnas, beta-darts) chose ``none`` on
+  most edges, a linear network (docs/restoration.md); the path level already drops whole cells.
 * Kernel level (group ``"kernel"``, a row per edge, shared by every cell): the kernel width of the edge's
   convolution, :data:`KERNELS`.
 
 An edge's candidate weights are the product of its two levels: ``w(kind_k) = p_cell(kind) * p_kernel(k)``
-for the convolutions, ``w(skip_connect) = p_cell(skip_connect)``, ``w(none) = p_cell(none)``. All candidates
+for the convolutions, ``w(skip_connect) = p_cell(skip_connect)``. All candidates
 of a kind are ``relu -> conv(k) -> bn`` of one operation in several kernel widths: the simplifier's fusion
 (exact) stacks them per kernel size and floating normalization (full) merges them into one padded kernel.
 The ``scale`` is part of the architecture string (``x2;...``): a network is built for its scale.
@@ -39,7 +41,7 @@ from .primitives import BN, TRAIN_BN, OpSpec, build_chain
 from .protocol import ExampleUnit, random_vertices
 from .restore_unit import DagNet, DagUnit, copy_sliced, dag_edges, op_spec, output_conv
 
-KINDS = ("conv", "dil_conv", "skip_connect", "none")
+KINDS = ("conv", "dil_conv", "skip_connect")
 KERNELS = (3, 5)
 PATHS = ("prev", "prev2")
 NODES = 3
@@ -52,7 +54,7 @@ def candidate_names() -> tuple[str, ...]:
     """The edge candidates: every convolution kind at every kernel width, then the kernel-less kinds."""
     names = []
     for kind in KINDS:
-        if kind in ("skip_connect", "none"):
+        if kind == "skip_connect":
             names.append(kind)
         else:
             names += [f"{kind}_{k}x{k}" for k in KERNELS]
@@ -61,8 +63,8 @@ def candidate_names() -> tuple[str, ...]:
 
 CANDIDATES = candidate_names()
 #: (kind index, kernel index or None) of every candidate.
-FACTORS = tuple((KINDS.index(c.rsplit("_", 1)[0]) if c not in ("skip_connect", "none") else KINDS.index(c),
-                 KERNELS.index(int(c.rsplit("_", 1)[1].split("x")[0])) if c not in ("skip_connect", "none") else None)
+FACTORS = tuple((KINDS.index(c), None) if c == "skip_connect" else
+                (KINDS.index(c.rsplit("_", 1)[0]), KERNELS.index(int(c.rsplit("_", 1)[1].split("x")[0])))
                 for c in CANDIDATES)
 
 
@@ -74,7 +76,7 @@ class TrilevelArchError(ValueError):
 class TrilevelArch:
     """``scale``, the path choice of every cell and the candidate of every cell edge.
 
-    String form: ``x2;path=prev,prev2,prev;cell=conv_3x3,dil_conv_5x5,skip_connect,none,conv_5x5,conv_3x3``.
+    String form: ``x2;path=prev,prev2,prev;cell=conv_3x3,dil_conv_5x5,skip_connect,skip_connect,conv_5x5,conv_3x3``.
     """
 
     scale: int
@@ -207,7 +209,7 @@ class TrilevelNetwork(nn.Module):
 
 
 class TrilevelSpace:
-    """The Trilevel space (see the module docstring): groups ``path (cells, 2)``, ``cell (6, 4)``, ``kernel (6, 2)``."""
+    """The Trilevel space (see the module docstring): groups ``path (cells, 2)``, ``cell (6, 3)``, ``kernel (6, 2)``."""
 
     family = "restoration"
     tasks = ("sr",)
@@ -269,7 +271,7 @@ class TrilevelSpace:
         cell = []
         for e in range(len(EDGES)):
             kind = KINDS[rows["cell"][e]]
-            cell.append(kind if kind in ("skip_connect", "none") else f"{kind}_{KERNELS[rows['kernel'][e]]}x"
+            cell.append(kind if kind == "skip_connect" else f"{kind}_{KERNELS[rows['kernel'][e]]}x"
                         f"{KERNELS[rows['kernel'][e]]}")
         return TrilevelArch(self.scale, tuple(PATHS[p] for p in rows["path"]), tuple(cell))
 
