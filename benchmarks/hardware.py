@@ -4,11 +4,11 @@
     python benchmarks/hardware.py targets --out runs/hw --lut runs/hw/lut-16.json --strategies gdas,hurricane,fox-nas
 
 ``mape`` builds a table with each timing protocol (``wall``/``median``, the default; ``cpu``/``min``,
-for a shared machine) and checks it on the same ``--networks`` random networks (seed 0; the overhead
-is fitted on 10 other networks), printing one row per protocol. ``targets`` runs each strategy at
-25%, 50% and 75% of the way from the smallest to the largest network's predicted latency and prints
-the found network's predicted and measured latency against the target. The load average is printed
-before and after (the machine may be shared).
+for a shared machine) and checks it on the same ``--networks`` random networks (seed 0; the entries'
+correction is fitted on 60 other networks), printing one row per protocol. ``targets`` runs each
+strategy at 25%, 50% and 75% (``--fractions``) of the way from the smallest to the largest network's
+predicted latency and prints the found network's predicted and measured latency against the target.
+The load average is printed before and after (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def mape(args) -> None:
     for name in args.protocols.split(","):
         lut = out / f"lut-{args.image_size}-{name}.json"
         toponas("latency", "build", "--image-size", str(args.image_size), "--threads", "1", "--repeats",
-                str(args.repeats), "--rounds", str(args.rounds), "--out", str(lut), "--no-progress",
-                *PROTOCOLS[name])
+                str(args.repeats), "--warmup", str(args.warmup), "--rounds", str(args.rounds), "--correction",
+                args.correction, "--out", str(lut), "--no-progress", *PROTOCOLS[name])
         check = out / f"check-{args.image_size}-{name}.json"
         toponas("latency", "check", "--lut", str(lut), "--networks", str(args.networks), "--rounds",
                 str(args.rounds), "--json", str(check), "--no-progress")
@@ -68,7 +68,7 @@ def targets(args) -> None:
     (lo, _), (hi, _) = LatencyModel(table, space).extremes()
     print(f"smallest {lo:.3f} ms, largest {hi:.3f} ms predicted ({table.made_for()}); {load()}", flush=True)
     rows = []
-    for frac in (0.25, 0.5, 0.75):
+    for frac in (float(f) for f in args.fractions.split(",")):
         target = lo + frac * (hi - lo)
         for strategy in args.strategies.split(","):
             run = Path(args.out) / f"{strategy}-{int(100 * frac)}"
@@ -97,11 +97,14 @@ def main() -> None:
     m.add_argument("--networks", type=int, default=50)
     m.add_argument("--repeats", type=int, default=30)
     m.add_argument("--rounds", type=int, default=3)
+    m.add_argument("--warmup", type=int, default=10)
+    m.add_argument("--correction", default="stages")
     m.add_argument("--protocols", default="wall-median,cpu-min")
     t = sub.add_parser("targets")
     t.add_argument("--out", required=True)
     t.add_argument("--lut", required=True)
     t.add_argument("--strategies", default="gdas,hurricane,fox-nas")
+    t.add_argument("--fractions", default="0.25,0.5,0.75", help="Targets, as fractions of the latency range.")
     t.add_argument("--dataset", default="digits")
     t.add_argument("--subset", type=int, default=512)
     t.add_argument("--epochs", type=int, default=4)

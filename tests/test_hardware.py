@@ -59,6 +59,7 @@ def test_build_tiny_space_and_predict_is_sum_plus_overhead(tmp_path):
     assert all(v > 0 for v in table.entries.values())
     assert len(table.overhead["networks"]) == 2 and table.device["threads"] == 1
     assert table.correction == "stages" and set(table.overhead["groups"]) == {"a", "b", "head"}
+    assert table.rounds == 1  # the fit networks' passes: a check and a search measure with the same
     loaded = LatencyTable.load(tmp_path / "lut.json")
     assert loaded.entries == table.entries and loaded.overhead == table.overhead
     model = LatencyModel(loaded, space)

@@ -87,10 +87,10 @@ def predict(arch: str, lut_path: str, as_json: bool) -> None:
 @click.option("--networks", default=50, show_default=True, type=click.IntRange(min=1), help="Random networks N.")
 @click.option("--json", "json_out", required=True, type=click.Path(), help="Write the per-network figures here.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Draws the networks.")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Round-robin passes over the networks (minimum over the passes).")
+@click.option("--rounds", default=None, type=click.IntRange(min=1),
+              help="Round-robin passes over the networks (minimum over the passes); default: the table's build's.")
 @click.option("--no-progress", is_flag=True)
-def check(lut_path: str, networks: int, json_out: str, seed: int, rounds: int, no_progress: bool) -> None:
+def check(lut_path: str, networks: int, json_out: str, seed: int, rounds: int | None, no_progress: bool) -> None:
     """Measure N random networks end to end (not those the overhead was fitted on) against the prediction."""
     from ..hardware import LatencyTable
     from ..hardware import check as run_check

@@ -165,7 +165,8 @@ class Budget:
                     threads = torch.get_num_threads()
                     torch.set_num_threads(int(self.table.device.get("threads", threads)) or threads)
                     try:
-                        out["measured_latency_ms"] = measure_networks(space, [arch], self.table, device, rounds=3)[0]
+                        out["measured_latency_ms"] = measure_networks(space, [arch], self.table, device,
+                                                                      self.table.rounds)[0]
                     finally:
                         torch.set_num_threads(threads)
         return out

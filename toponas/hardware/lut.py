@@ -155,6 +155,11 @@ class LatencyTable:
         return str(self.protocol.get("statistic", "median"))
 
     @property
+    def rounds(self) -> int:
+        """Passes over the fit networks (3 in a version-1 table): a network is measured the same way elsewhere."""
+        return int((self.overhead or {}).get("rounds", 3))
+
+    @property
     def overhead_ms(self) -> float:
         return 0.0 if self.overhead is None else float(self.overhead["ms"])
 
@@ -290,15 +295,18 @@ def build(space, out: str | os.PathLike, image_size: int, device: torch.device, 
         fit = fit_correction(table.entries, [arch_parts(space, a, channels) for a in archs], measured, correction)
         nets = [{"arch": a, "sum_ms": table.sum_ms(space, a, isolated=True), "measured_ms": m}
                 for a, m in zip(archs, measured)]
-        table.overhead = {**fit, "correction": correction, "seed": FIT_SEED, "networks": nets}
+        table.overhead = {**fit, "correction": correction, "seed": FIT_SEED, "rounds": rounds, "networks": nets}
         table.save(out)
     return table
 
 
-def check(table: LatencyTable, space, networks: int, seed: int, device: torch.device, rounds: int = 3,
+def check(table: LatencyTable, space, networks: int, seed: int, device: torch.device, rounds: int | None = None,
           progress: bool = False) -> dict[str, Any]:
-    """Predicted vs measured latency of ``networks`` random networks (not the fit ones) and their MAPE (%)."""
+    """Predicted vs measured latency of ``networks`` random networks (not the fit ones) and their MAPE (%).
+
+    ``rounds``: passes over the networks (default: the table's, as its fit networks were measured)."""
     table.check_complete(space)
+    rounds = table.rounds if rounds is None else rounds
     table.check_device(device, resolve_threads(int(table.device.get("threads", 0))))
     fit = {n["arch"] for n in (table.overhead or {}).get("networks", [])}
     archs = random_archs(space, networks, seed, exclude=fit)
