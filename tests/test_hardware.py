@@ -60,6 +60,9 @@ def test_build_tiny_space_and_predict_is_sum_plus_overhead(tmp_path):
     assert len(table.overhead["networks"]) == 2 and table.device["threads"] == 1
     assert table.correction == "stages" and set(table.overhead["groups"]) == {"a", "b", "head"}
     assert table.rounds == 1  # the fit networks' passes: a check and a search measure with the same
+    checked = lut.check(table, space, 2, seed=0, device=torch.device("cpu"))
+    assert checked["drift_networks"] == 2 and checked["drift"] > 0 and checked["correction"] == "stages"
+    assert not {n["arch"] for n in checked["networks"]} & {n["arch"] for n in table.overhead["networks"]}
     loaded = LatencyTable.load(tmp_path / "lut.json")
     assert loaded.entries == table.entries and loaded.overhead == table.overhead
     model = LatencyModel(loaded, space)

@@ -107,6 +107,9 @@ def check(lut_path: str, networks: int, json_out: str, seed: int, rounds: int | 
         click.echo(f"{row['predicted_ms']:8.3f} ms predicted  {row['measured_ms']:8.3f} ms measured  {row['arch']}")
     click.echo(f"MAPE {result['mape']:.2f}% over {networks} networks (max {result['max_ape']:.1f}%, "
                f"{100 * result['within_5pct']:.0f}% within 5%, {100 * result['within_10pct']:.0f}% within 10%)")
+    if result["drift"] is not None:
+        click.echo(f"drift {result['drift']:.3f}: {result['drift_networks']} of the fit networks measure that many "
+                   "times their time at the build (the machine's load since)")
     write_json(json_out, result)
     click.echo(f"wrote {json_out}")
 

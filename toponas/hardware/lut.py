@@ -41,6 +41,8 @@ READS = (1, 2)
 FIT_SEED = 7919
 #: Random networks the entries' correction is fitted on (seed ``FIT_SEED``), by default.
 FIT_NETWORKS = 60
+#: Fit networks a check measures again beside its own (the drift of the machine's speed since the build).
+DRIFT_NETWORKS = 10
 #: Header fields a resumed build and a user of the table must agree on.
 HEADER = ("space", "image_size", "channels", "num_classes", "batch_size")
 
@@ -301,23 +303,31 @@ def build(space, out: str | os.PathLike, image_size: int, device: torch.device, 
 
 
 def check(table: LatencyTable, space, networks: int, seed: int, device: torch.device, rounds: int | None = None,
-          progress: bool = False) -> dict[str, Any]:
+          progress: bool = False, drift_networks: int = DRIFT_NETWORKS) -> dict[str, Any]:
     """Predicted vs measured latency of ``networks`` random networks (not the fit ones) and their MAPE (%).
 
-    ``rounds``: passes over the networks (default: the table's, as its fit networks were measured)."""
+    ``rounds``: passes over the networks (default: the table's, as its fit networks were measured). The
+    first ``drift_networks`` fit networks are measured in the same passes: ``drift`` is their median
+    ratio to their measurement at the build (how much slower the machine is now; it changes nothing)."""
     table.check_complete(space)
     rounds = table.rounds if rounds is None else rounds
     table.check_device(device, resolve_threads(int(table.device.get("threads", 0))))
-    fit = {n["arch"] for n in (table.overhead or {}).get("networks", [])}
+    fitted = (table.overhead or {}).get("networks", [])
+    fit = {n["arch"] for n in fitted}
     archs = random_archs(space, networks, seed, exclude=fit)
-    with _bar(len(archs) * rounds, "latency check", progress) as bar:
-        measured = measure_networks(space, archs, table, device, rounds, lambda: bar.update(1))
+    again = fitted[:drift_networks]
+    with _bar((len(archs) + len(again)) * rounds, "latency check", progress) as bar:
+        measured = measure_networks(space, archs + [n["arch"] for n in again], table, device, rounds,
+                                    lambda: bar.update(1))
+    measured, now = measured[:len(archs)], measured[len(archs):]
+    drift = statistics.median(m / n["measured_ms"] for m, n in zip(now, again)) if again else None
     rows = [{"arch": a, "predicted_ms": table.predict(space, a), "measured_ms": m} for a, m in zip(archs, measured)]
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     return {"networks": rows, "mape": 100.0 * statistics.fmean(errors),
             "max_ape": 100.0 * max(errors), "within_5pct": sum(e <= 0.05 for e in errors) / len(errors),
             "within_10pct": sum(e <= 0.10 for e in errors) / len(errors), "seed": seed, "rounds": rounds,
             "overhead_ms": table.overhead_ms, "overhead_fit_networks": len(fit), "correction": table.correction,
+            "drift": drift, "drift_networks": len(again),
             "table": table.made_for(),
             "device": table.device, "protocol": table.protocol}
 
