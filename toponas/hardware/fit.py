@@ -74,9 +74,13 @@ def _ridge(
     xtw = x.T * w
     a = xtw @ x + np.diag(pen)
     r0 = y - x @ prior
-    delta = np.linalg.lstsq(a, xtw @ r0, rcond=None)[0]
+    try:  # one factorization for the coefficients and the hat matrix's diagonal
+        sol = np.linalg.solve(a, np.column_stack([xtw @ r0, xtw]))
+    except np.linalg.LinAlgError:  # singular (a feature without penalty and without variation)
+        sol = np.linalg.pinv(a) @ np.column_stack([xtw @ r0, xtw])
+    delta = sol[:, 0]
     coef = prior + delta
-    hat = np.einsum("ij,ji->i", x, np.linalg.pinv(a) @ xtw)
+    hat = np.einsum("ij,ji->i", x, sol[:, 1:])
     loo = (r0 - x @ delta) / np.maximum(1.0 - hat, 1e-9)
     return coef, 100.0 * float(np.mean(np.abs(loo) / measured))
 
