@@ -63,6 +63,11 @@ def test_build_tiny_space_and_predict_is_sum_plus_overhead(tmp_path):
     checked = lut.check(table, space, 2, seed=0, device=torch.device("cpu"))
     assert checked["drift_networks"] == 2 and checked["drift"] > 0 and checked["correction"] == "stages"
     assert not {n["arch"] for n in checked["networks"]} & {n["arch"] for n in table.overhead["networks"]}
+    from toponas.hardware.budget import Budget
+
+    found = checked["networks"][0]["arch"]  # a search's result records the same drift beside its measurement
+    record = Budget(table, LatencyModel(table, space)).record(space, space.parse(found))
+    assert record["measured_latency_ms"] > 0 and record["measured_latency_drift"] > 0
     loaded = LatencyTable.load(tmp_path / "lut.json")
     assert loaded.entries == table.entries and loaded.overhead == table.overhead
     model = LatencyModel(loaded, space)
