@@ -2,13 +2,23 @@
 
     python benchmarks/hardware.py mape --out runs/hw --image-size 32 --networks 50
     python benchmarks/hardware.py targets --out runs/hw --lut runs/hw/lut-16.json --strategies gdas,hurricane,fox-nas
+    python benchmarks/hardware.py refit --lut runs/hw/lut-32.json --check runs/hw/check-32.json
+    python benchmarks/hardware.py repeat --lut runs/hw/lut-32.json --protocols 10x30x3,5x5x18
+    python benchmarks/hardware.py remeasure --lut runs/hw/lut-16.json runs/hw/gdas-50 runs/hw/fox-nas-50
 
 ``mape`` builds a table with each timing protocol (``wall``/``median``, the default; ``cpu``/``min``,
-for a shared machine) and checks it on the same ``--networks`` random networks (seed 0; the overhead
-is fitted on 10 other networks), printing one row per protocol. ``targets`` runs each strategy at
-25%, 50% and 75% of the way from the smallest to the largest network's predicted latency and prints
-the found network's predicted and measured latency against the target. The load average is printed
-before and after (the machine may be shared).
+for a shared machine) and checks it on the same ``--networks`` random networks (seed 0; the entries'
+correction is fitted on 60 other networks), printing one row per protocol. ``targets`` runs each
+strategy at 25%, 50% and 75% (``--fractions``) of the way from the smallest to the largest network's
+predicted latency and prints the found network's predicted and measured latency against the target.
+The load average is printed before and after (the machine may be shared). ``refit``
+fits every correction (``stages``, ``parts``, ``overhead``) on a table's recorded fit networks, without
+timing anything, and scores each on the networks of a check of that table. ``repeat`` measures the
+same random networks twice with each protocol (warm-up x repeats x rounds) and prints how far the two
+measurements differ: the error no predictor can go below on this machine at that load. ``remeasure``
+measures found networks again in one session with the table's fit networks: the fit networks' median
+ratio to their measurement at the build is the drift of the machine's speed since (other processes'
+load), and a found network's time divided by it is its latency at the build's load.
 """
 
 from __future__ import annotations
@@ -39,8 +49,8 @@ def mape(args) -> None:
     for name in args.protocols.split(","):
         lut = out / f"lut-{args.image_size}-{name}.json"
         toponas("latency", "build", "--image-size", str(args.image_size), "--threads", "1", "--repeats",
-                str(args.repeats), "--rounds", str(args.rounds), "--out", str(lut), "--no-progress",
-                *PROTOCOLS[name])
+                str(args.repeats), "--warmup", str(args.warmup), "--rounds", str(args.rounds), "--correction",
+                args.correction, "--out", str(lut), "--no-progress", *PROTOCOLS[name])
         check = out / f"check-{args.image_size}-{name}.json"
         toponas("latency", "check", "--lut", str(lut), "--networks", str(args.networks), "--rounds",
                 str(args.rounds), "--json", str(check), "--no-progress")
@@ -53,6 +63,87 @@ def mape(args) -> None:
     for r in rows:
         print(f"| {r[0]} | {r[1]:.2f} | {100 * r[2]:.0f}% | {100 * r[3]:.0f}% | {r[4]:.1f} | {r[5]:.3f} | "
               f"{r[6]:.2f}-{r[7]:.2f} |")
+
+
+def refit(args) -> None:
+    """Each correction fitted on the table's recorded fit networks, scored on a check's measured networks."""
+    from toponas.hardware import LatencyTable, arch_parts
+    from toponas.hardware.fit import CORRECTIONS, corrected, fit_correction
+    from toponas.spaces import create_space
+
+    table = LatencyTable.load(args.lut)
+    space = create_space(table.space)
+    fits = table.overhead["networks"]
+    nets = [arch_parts(space, n["arch"], table.channels) for n in fits]
+    checked = json.loads(Path(args.check).read_text())["networks"]
+    print(f"{len(fits)} fit networks, {len(checked)} checked ({table.made_for()})")
+    print("| correction | leave-one-out MAPE % (fit networks) | MAPE % | within 5% | max APE % |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in CORRECTIONS:
+        fit = fit_correction(table.entries, nets, [n["measured_ms"] for n in fits], name)
+        errors = []
+        for n in checked:
+            keys = arch_parts(space, n["arch"], table.channels)
+            predicted = sum(corrected(table.entries[k], k, fit) for k in keys) + fit["ms"]
+            errors.append(abs(predicted - n["measured_ms"]) / n["measured_ms"])
+        loo = f"{fit['loo_mape']:.2f}" if "loo_mape" in fit else "-"
+        print(f"| {name} | {loo} | {100 * sum(errors) / len(errors):.2f} | "
+              f"{100 * sum(e <= 0.05 for e in errors) / len(errors):.0f}% | {100 * max(errors):.1f} |")
+
+
+def repeat(args) -> None:
+    """How far two measurements of the same networks differ (the floor of any predictor's MAPE), per protocol."""
+    import dataclasses
+
+    import torch
+
+    from toponas.hardware import LatencyTable, random_archs
+    from toponas.hardware.lut import measure_networks
+    from toponas.spaces import create_space
+
+    torch.set_num_threads(1)
+    table = LatencyTable.load(args.lut)
+    space = create_space(table.space)
+    archs = random_archs(space, args.networks, args.seed)
+    print(f"{len(archs)} networks (seed {args.seed}), {table.made_for()}; {load()}")
+    print("| warmup | repeats | rounds | repeat MAPE % | max % | load |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for spec in args.protocols.split(","):
+        warmup, repeats, rounds = (int(v) for v in spec.split("x"))
+        t = dataclasses.replace(table, protocol={**table.protocol, "warmup": warmup, "repeats": repeats})
+        a = measure_networks(space, archs, t, torch.device("cpu"), rounds)
+        b = measure_networks(space, archs, t, torch.device("cpu"), rounds)
+        d = [abs(x - y) / y for x, y in zip(a, b)]
+        print(f"| {warmup} | {repeats} | {rounds} | {100 * sum(d) / len(d):.2f} | {100 * max(d):.1f} | {load()} |",
+              flush=True)
+
+
+def remeasure(args) -> None:
+    """Found networks measured again beside the table's fit networks: the drift of the load since the build."""
+    import statistics
+
+    import torch
+
+    from toponas.hardware import LatencyTable
+    from toponas.hardware.lut import measure_networks
+    from toponas.spaces import create_space
+
+    torch.set_num_threads(1)
+    table = LatencyTable.load(args.lut)
+    space = create_space(table.space)
+    runs = [json.loads((Path(r) / "result.json").read_text()) for r in args.runs]
+    fits = table.overhead["networks"]
+    before = load()
+    measured = measure_networks(space, [r["genotype"] for r in runs] + [n["arch"] for n in fits], table,
+                                torch.device("cpu"), table.rounds)
+    drift = statistics.median(m / n["measured_ms"] for m, n in zip(measured[len(runs):], fits))
+    print(f"fit networks now / at the build: median {drift:.3f} ({before}; {load()})")
+    print("| run | target ms | predicted ms | measured in the search | measured now | now / drift | / target |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for path, r, m in zip(args.runs, runs, measured):
+        t = r["latency_target_ms"]
+        print(f"| {Path(path).name} | {t:.3f} | {r['predicted_latency_ms']:.3f} | {r['measured_latency_ms']:.3f} | "
+              f"{m:.3f} | {m / drift:.3f} | {m / drift / t:.3f} |")
 
 
 def targets(args) -> None:
@@ -68,7 +159,7 @@ def targets(args) -> None:
     (lo, _), (hi, _) = LatencyModel(table, space).extremes()
     print(f"smallest {lo:.3f} ms, largest {hi:.3f} ms predicted ({table.made_for()}); {load()}", flush=True)
     rows = []
-    for frac in (0.25, 0.5, 0.75):
+    for frac in (float(f) for f in args.fractions.split(",")):
         target = lo + frac * (hi - lo)
         for strategy in args.strategies.split(","):
             run = Path(args.out) / f"{strategy}-{int(100 * frac)}"
@@ -97,18 +188,32 @@ def main() -> None:
     m.add_argument("--networks", type=int, default=50)
     m.add_argument("--repeats", type=int, default=30)
     m.add_argument("--rounds", type=int, default=3)
+    m.add_argument("--warmup", type=int, default=10)
+    m.add_argument("--correction", default="stages")
     m.add_argument("--protocols", default="wall-median,cpu-min")
     t = sub.add_parser("targets")
     t.add_argument("--out", required=True)
     t.add_argument("--lut", required=True)
     t.add_argument("--strategies", default="gdas,hurricane,fox-nas")
+    t.add_argument("--fractions", default="0.25,0.5,0.75", help="Targets, as fractions of the latency range.")
     t.add_argument("--dataset", default="digits")
     t.add_argument("--subset", type=int, default=512)
     t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--hp", action="append", default=[], help="KEY=VALUE for the searches whose strategy has KEY")
+    r = sub.add_parser("refit")
+    r.add_argument("--lut", required=True)
+    r.add_argument("--check", required=True, help="A `toponas latency check` JSON of the same table.")
+    n = sub.add_parser("repeat")
+    n.add_argument("--lut", required=True, help="A table: its space, input and clock (its entries are not used).")
+    n.add_argument("--networks", type=int, default=30)
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--protocols", default="10x30x3,5x5x18", help="WARMUPxREPEATSxROUNDS, comma-separated.")
+    q = sub.add_parser("remeasure")
+    q.add_argument("--lut", required=True)
+    q.add_argument("runs", nargs="+", help="Search run directories (their result.json).")
     args = parser.parse_args()
-    mape(args) if args.what == "mape" else targets(args)
+    {"mape": mape, "targets": targets, "refit": refit, "repeat": repeat, "remeasure": remeasure}[args.what](args)
 
 
 if __name__ == "__main__":

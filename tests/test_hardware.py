@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from toponas.hardware import LatencyError, LatencyTable, all_parts, arch_parts, build, lut, random_archs
+from toponas.hardware.fit import corrected, fit_correction, group_of
 from toponas.hardware.model import LatencyModel
 from toponas.hardware.timing import device_record
 from toponas.spaces import create_space
@@ -57,12 +58,25 @@ def test_build_tiny_space_and_predict_is_sum_plus_overhead(tmp_path):
     assert sorted(table.entries) == sorted(keys) and table.missing(space) == []
     assert all(v > 0 for v in table.entries.values())
     assert len(table.overhead["networks"]) == 2 and table.device["threads"] == 1
+    assert table.correction == "stages" and set(table.overhead["groups"]) == {"a", "b", "head"}
+    assert table.rounds == 1  # the fit networks' passes: a check and a search measure with the same
+    checked = lut.check(table, space, 2, seed=0, device=torch.device("cpu"))
+    assert checked["drift_networks"] == 2 and checked["drift"] > 0 and checked["correction"] == "stages"
+    assert not {n["arch"] for n in checked["networks"]} & {n["arch"] for n in table.overhead["networks"]}
+    from toponas.hardware.budget import Budget
+
+    found = checked["networks"][0]["arch"]  # a search's result records the same drift beside its measurement
+    record = Budget(table, LatencyModel(table, space)).record(space, space.parse(found))
+    assert record["measured_latency_ms"] > 0 and record["measured_latency_drift"] > 0
     loaded = LatencyTable.load(tmp_path / "lut.json")
     assert loaded.entries == table.entries and loaded.overhead == table.overhead
     model = LatencyModel(loaded, space)
     for arch in random_archs(space, 6, seed=3):
         parts = arch_parts(space, arch, TINY.base)
-        expected = sum(loaded.entries[k] for k in parts) + loaded.overhead["ms"]
+        fit = loaded.overhead["groups"]
+        entry = {k: loaded.entries[k] if k == "stem" else
+                 fit[group_of(k)]["scale"] * loaded.entries[k] + fit[group_of(k)]["offset_ms"] for k in parts}
+        expected = sum(entry.values()) + loaded.overhead["ms"]
         assert loaded.predict(space, arch) == pytest.approx(expected, rel=1e-12)
         assert model.arch(arch) == pytest.approx(expected, rel=1e-9)
         one_hot = {g: w.double().requires_grad_() for g, w in space.one_hot(arch).items()}
@@ -106,6 +120,53 @@ def test_killed_build_keeps_entries_and_resume_measures_only_the_rest(tmp_path, 
     assert calls["n"] + 10_000 == total - len(kept) + 2  # the rest, then the two fit networks
     with pytest.raises(LatencyError, match="cannot be continued"):
         quick_build(space, out, image_size=16)
+    calls["n"] = -10_000
+    refit = quick_build(space, out, correction="overhead", fit_networks=3)
+    assert calls["n"] + 10_000 == 3 and refit.entries == table.entries  # another fit: its networks alone
+    assert refit.correction == "overhead" and "groups" not in refit.overhead
+
+
+def test_stage_fit_recovers_a_known_correction_and_keeps_predict_a_sum():
+    """Networks that run at scale[g] * entry + offset[g] per part plus an overhead: the fit finds them."""
+    space = create_space("mobile")
+    table = synthetic_table()
+    gen = torch.Generator().manual_seed(1)
+    table.entries = {k: 0.05 + float(torch.rand((), generator=gen)) for k in table.entries}
+    truth = {"head": (1.3, 0.0), "s1": (0.8, 0.02), "s2": (1.1, -0.01), "s3": (0.9, 0.0), "s4": (1.2, 0.01),
+             "s5": (1.0, 0.03)}
+    def runs(arch):
+        return 0.4 + sum(table.entries[k] if k == "stem" else truth[group_of(k)][0] * table.entries[k]
+                         + truth[group_of(k)][1] for k in arch_parts(space, arch, 4))
+    archs = random_archs(space, 60, lut.FIT_SEED)
+    fit = fit_correction(table.entries, [arch_parts(space, a, 4) for a in archs], [runs(a) for a in archs])
+    assert fit["correction"] == "stages" and fit["loo_mape"] < 0.5 and fit["ms"] == pytest.approx(0.4, abs=0.05)
+    for g, (scale, _) in truth.items():
+        assert fit["groups"][g]["scale"] == pytest.approx(scale, abs=0.03), g
+    table.overhead = {**fit, "seed": lut.FIT_SEED, "networks": []}
+    for arch in random_archs(space, 10, seed=5):
+        assert table.predict(space, arch) == pytest.approx(runs(arch), rel=0.01)  # unseen networks
+        keys = arch_parts(space, arch, 4)
+        assert table.predict(space, arch) == pytest.approx(
+            sum(corrected(table.entries[k], k, fit) for k in keys) + fit["ms"], rel=1e-12)
+    parts = fit_correction(table.entries, [arch_parts(space, a, 4) for a in archs], [runs(a) for a in archs],
+                           "parts")
+    assert parts["parts"] and parts["loo_mape"] < 2.0
+
+
+def test_version_1_tables_load_as_before_and_newer_ones_are_refused(tmp_path):
+    space = create_space("mobile")
+    table = synthetic_table()
+    v1 = {**table.to_dict(), "version": 1}
+    v1["overhead"] = {"ms": 0.5, "method": "median of measured - sum over the fit networks", "seed": lut.FIT_SEED,
+                      "networks": []}
+    (tmp_path / "v1.json").write_text(json.dumps(v1))
+    old = LatencyTable.load(tmp_path / "v1.json")
+    arch = random_archs(space, 1, seed=0)[0]
+    assert old.correction == "overhead"
+    assert old.predict(space, arch) == pytest.approx(sum(old.entries[k] for k in arch_parts(space, arch, 4)) + 0.5)
+    (tmp_path / "v9.json").write_text(json.dumps({**v1, "version": 9}))
+    r = cli("latency", "predict", arch, "--lut", str(tmp_path / "v9.json"))
+    assert r.returncode == 1 and "format version 9" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
 def test_model_refuses_incomplete_table():

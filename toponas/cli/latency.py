@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..hardware.fit import CORRECTIONS
 from ..hardware.timing import CLOCKS, STATISTICS
 from .common import SPACE_HELP, load_space, show_progress
 from .errors import guarded
@@ -29,16 +30,19 @@ def latency() -> None:
               help="Of the timed calls.")
 @click.option("--clock", default="wall", show_default=True, type=click.Choice(CLOCKS),
               help="wall: elapsed time; cpu: the thread's CPU time (a shared machine; --threads 1).")
-@click.option("--fit-networks", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Random networks the per-network overhead is fitted on.")
+@click.option("--fit-networks", default=60, show_default=True, type=click.IntRange(min=1),
+              help="Random networks (seed 7919) the entries' correction and the overhead are fitted on.")
+@click.option("--correction", default="stages", show_default=True, type=click.Choice(CORRECTIONS),
+              help="stages: a ridge fit of a scale and offset per stage; parts: and a delta per part; "
+                   "overhead: the median overhead alone (docs/hardware.md).")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1),
               help="Round-robin passes over the entries and the fit networks (minimum over the passes).")
 @click.option("--out", required=True, type=click.Path(), help="The table (JSON); an existing one is continued.")
 @click.option("--no-progress", is_flag=True)
 def build(space: str, image_size: int, device: str, batch_size: int, threads: int, channels: int, classes: int,
-          warmup: int, repeats: int, statistic: str, clock: str, fit_networks: int, rounds: int, out: str,
-          no_progress: bool) -> None:
-    """Time every (block position, candidate, channels) of the space, the stem and the head; fit the overhead."""
+          warmup: int, repeats: int, statistic: str, clock: str, fit_networks: int, correction: str, rounds: int,
+          out: str, no_progress: bool) -> None:
+    """Time every (block position, candidate, channels) of the space, the stem and the head; fit them in context."""
     from ..hardware import lut
     from ..runtime import resolve_device
     from ..runtime.files import check_writable
@@ -47,9 +51,11 @@ def build(space: str, image_size: int, device: str, batch_size: int, threads: in
     check_writable(out, what="--out")
     table = lut.build(sp, out, image_size, resolve_device(device), batch_size, threads, channels, classes, warmup,
                       repeats, fit_networks, statistic, rounds, clock, progress=show_progress(no_progress),
-                      log=lambda m: click.echo(m, err=True))
-    click.echo(f"{len(table.entries)} entries, overhead {table.overhead_ms:.3f} ms per network "
-               f"(fitted on {len(table.overhead['networks'])} networks); {table.made_for()}")
+                      log=lambda m: click.echo(m, err=True), correction=correction)
+    fit = table.overhead
+    loo = f", leave-one-out MAPE {fit['loo_mape']:.2f}%" if "loo_mape" in fit else ""
+    click.echo(f"{len(table.entries)} entries, correction {table.correction}, overhead {table.overhead_ms:.3f} ms "
+               f"per network (fitted on {len(fit['networks'])} networks{loo}); {table.made_for()}")
     click.echo(f"wrote {out}")
 
 
@@ -58,7 +64,7 @@ def build(space: str, image_size: int, device: str, batch_size: int, threads: in
 @click.option("--lut", "lut_path", required=True, type=click.Path(), help="A table from `latency build`.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def predict(arch: str, lut_path: str, as_json: bool) -> None:
-    """The predicted latency of ARCH: the sum of its entries plus the fitted overhead."""
+    """The predicted latency of ARCH: the sum of its (corrected) entries plus the fitted overhead."""
     import json
 
     from ..hardware import LatencyTable
@@ -81,10 +87,10 @@ def predict(arch: str, lut_path: str, as_json: bool) -> None:
 @click.option("--networks", default=50, show_default=True, type=click.IntRange(min=1), help="Random networks N.")
 @click.option("--json", "json_out", required=True, type=click.Path(), help="Write the per-network figures here.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Draws the networks.")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Round-robin passes over the networks (minimum over the passes).")
+@click.option("--rounds", default=None, type=click.IntRange(min=1),
+              help="Round-robin passes over the networks (minimum over the passes); default: the table's build's.")
 @click.option("--no-progress", is_flag=True)
-def check(lut_path: str, networks: int, json_out: str, seed: int, rounds: int, no_progress: bool) -> None:
+def check(lut_path: str, networks: int, json_out: str, seed: int, rounds: int | None, no_progress: bool) -> None:
     """Measure N random networks end to end (not those the overhead was fitted on) against the prediction."""
     from ..hardware import LatencyTable
     from ..hardware import check as run_check
@@ -101,6 +107,9 @@ def check(lut_path: str, networks: int, json_out: str, seed: int, rounds: int, n
         click.echo(f"{row['predicted_ms']:8.3f} ms predicted  {row['measured_ms']:8.3f} ms measured  {row['arch']}")
     click.echo(f"MAPE {result['mape']:.2f}% over {networks} networks (max {result['max_ape']:.1f}%, "
                f"{100 * result['within_5pct']:.0f}% within 5%, {100 * result['within_10pct']:.0f}% within 10%)")
+    if result["drift"] is not None:
+        click.echo(f"drift {result['drift']:.3f}: {result['drift_networks']} of the fit networks measure that many "
+                   "times their time at the build (the machine's load since)")
     write_json(json_out, result)
     click.echo(f"wrote {json_out}")
 

@@ -5,7 +5,7 @@ from .parts import LatencyError, all_parts, arch_parts
 
 
 def predict_latency(arch: str, lut: str) -> float:
-    """Predicted latency (ms) of ``arch`` from the table in ``lut``: the sum of its entries plus the overhead.
+    """Predicted latency (ms) of ``arch`` from the table in ``lut``: the sum of its (fitted) entries plus the overhead.
 
     ``toponas.hardware.predict_latency("s1:w1:k3e3|...", "LUT.json")``; a table that does not fit (another
     space, a missing entry, a corrupt file) raises :class:`LatencyError`.

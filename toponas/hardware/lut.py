@@ -4,11 +4,14 @@
 :mod:`toponas.hardware.timing`, in ``rounds`` round-robin passes (an entry is the minimum over the
 passes: a burst of load from other processes hits one pass, not every one), and writes the table
 atomically every few entries, so a killed build keeps what it measured (from the first pass on) and a
-second call measures only the entries it lacks. Then it fits the per-network overhead: it
-measures ``fit_networks`` random networks end to end (their own seed, recorded in the file) and
-takes the median of ``measured - sum of entries``. ``predict(arch) = sum of entries + overhead``.
-``check`` measures other random networks (the fit networks are excluded) and reports the mean
-absolute percentage error.
+second call measures only the entries it lacks. Then it corrects the entries to their context: it
+measures ``fit_networks`` random networks end to end (their own seed, recorded in the file with
+their measurements) and fits the overhead and a scale and offset per stage (:mod:`toponas.hardware.fit`).
+``predict(arch) = sum of the network's corrected entries + overhead``. ``check`` measures other
+random networks (the fit networks are excluded) and reports the mean absolute percentage error.
+
+File versions: 2 records the fit in ``overhead`` (``correction``, ``groups``, ``parts``) beside the
+isolated ``entries``; a version-1 file (the median overhead, no groups) loads and predicts as before.
 """
 
 from __future__ import annotations
@@ -26,13 +29,20 @@ from typing import Any
 import torch
 
 from ..runtime.files import write_json
+from .fit import CORRECTIONS, corrected, fit_correction
 from .parts import LatencyError, all_parts, arch_parts, build_part, check_space
 from .timing import device_record, median_ms, resolve_threads
 
 FORMAT = "toponas-latency-table"
-VERSION = 1
+VERSION = 2
+#: File versions this code reads (1: the median overhead only; 2: the entries' fit in ``overhead``).
+READS = (1, 2)
 #: Seed of the networks the overhead is fitted on (``check`` draws with its own seed and skips these).
 FIT_SEED = 7919
+#: Random networks the entries' correction is fitted on (seed ``FIT_SEED``), by default.
+FIT_NETWORKS = 60
+#: Fit networks a check measures again beside its own (the drift of the machine's speed since the build).
+DRIFT_NETWORKS = 10
 #: Header fields a resumed build and a user of the table must agree on.
 HEADER = ("space", "image_size", "channels", "num_classes", "batch_size")
 
@@ -49,7 +59,8 @@ class LatencyTable:
     device: dict[str, Any]
     protocol: dict[str, Any]
     entries: dict[str, float] = field(default_factory=dict)
-    overhead: dict[str, Any] | None = None  # {"ms", "seed", "networks": [{"arch", "sum_ms", "measured_ms"}]}
+    # {"ms", "method", "correction", "groups", "parts", "seed", "networks": [{"arch", "sum_ms", "measured_ms"}]}
+    overhead: dict[str, Any] | None = None
 
     # -- files ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +81,9 @@ class LatencyTable:
             raise LatencyError(f"{path} is not a readable latency table ({e})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise LatencyError(f"{path} is not a latency table (made by `toponas latency build`)")
+        if data.get("version", 1) not in READS:
+            raise LatencyError(f"{path} is a latency table of format version {data.get('version')!r}; this "
+                               f"toponas reads versions {', '.join(map(str, READS))} (build it again)")
         try:
             table = cls(**{k: v for k, v in data.items() if k not in ("format", "version")})
             table.validate()
@@ -90,6 +104,11 @@ class LatencyTable:
             ms = self.overhead.get("ms") if isinstance(self.overhead, dict) else None
             if not isinstance(ms, (int, float)) or not math.isfinite(ms):
                 raise ValueError("overhead.ms is not a number")
+            groups = self.overhead.get("groups", {})
+            numbers = [v for g in groups.values() for v in (g.get("scale"), g.get("offset_ms"))]
+            numbers += list(self.overhead.get("parts", {}).values())
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+                raise ValueError("overhead.groups or overhead.parts holds a value that is not a number")
 
     # -- what it was made for ---------------------------------------------------------------------
     def made_for(self) -> str:
@@ -138,21 +157,35 @@ class LatencyTable:
         return str(self.protocol.get("statistic", "median"))
 
     @property
+    def rounds(self) -> int:
+        """Passes over the fit networks (3 in a version-1 table): a network is measured the same way elsewhere."""
+        return int((self.overhead or {}).get("rounds", 3))
+
+    @property
     def overhead_ms(self) -> float:
         return 0.0 if self.overhead is None else float(self.overhead["ms"])
 
-    def sum_ms(self, space, arch) -> float:
-        """Sum of the entries of ``arch``'s parts (a missing entry is an error naming it)."""
+    @property
+    def correction(self) -> str:
+        """The fit of the entries to their context (``overhead`` alone for a version-1 table)."""
+        return str((self.overhead or {}).get("correction", "overhead"))
+
+    def entry_ms(self, key: str) -> float:
+        """Part ``key``'s entry as its network runs it: the isolated entry corrected by the fit."""
+        return corrected(self.entries[key], key, self.overhead)
+
+    def sum_ms(self, space, arch, isolated: bool = False) -> float:
+        """Sum of the (corrected; ``isolated``: as timed) entries of ``arch``'s parts; a missing one is named."""
         total = 0.0
         for key in arch_parts(space, arch, self.channels):
             if key not in self.entries:
                 raise LatencyError(f"the latency table has no entry for {key!r}; run `toponas latency build` "
                                    "with the same --out again to complete it")
-            total += self.entries[key]
+            total += self.entries[key] if isolated else self.entry_ms(key)
         return total
 
     def predict(self, space, arch) -> float:
-        """Predicted latency of ``arch`` in ms: the sum of its entries plus the fitted overhead."""
+        """Predicted latency of ``arch`` in ms: the sum of its corrected entries plus the fitted overhead."""
         return self.sum_ms(space, arch) + self.overhead_ms
 
 
@@ -205,10 +238,16 @@ def _bar(total: int, desc: str, progress: bool):
 
 def build(space, out: str | os.PathLike, image_size: int, device: torch.device, batch_size: int = 1,
           threads: int = 1, channels: int = 16, num_classes: int = 10, warmup: int = 10, repeats: int = 30,
-          fit_networks: int = 10, statistic: str = "median", rounds: int = 3, clock: str = "wall",
-          progress: bool = False, log: Callable[[str], None] = print, save_every: float = 2.0) -> LatencyTable:
-    """Measure (or complete) the table in ``out`` and fit its overhead; see the module docstring."""
+          fit_networks: int = FIT_NETWORKS, statistic: str = "median", rounds: int = 3, clock: str = "wall",
+          progress: bool = False, log: Callable[[str], None] = print, save_every: float = 2.0,
+          correction: str = "stages") -> LatencyTable:
+    """Measure (or complete) the table in ``out`` and fit its entries' correction; see the module docstring.
+
+    A complete table whose fit differs from ``correction`` or ``fit_networks`` is fitted again (its
+    entries are kept)."""
     check_space(space)
+    if correction not in CORRECTIONS:
+        raise LatencyError(f"unknown correction {correction!r}; one of {', '.join(CORRECTIONS)}")
     threads = resolve_threads(threads)
     if clock == "cpu" and (threads != 1 or device.type != "cpu"):
         raise LatencyError("--clock cpu times the calling thread: it needs --device cpu --threads 1")
@@ -247,36 +286,49 @@ def build(space, out: str | os.PathLike, image_size: int, device: torch.device, 
                 if time.monotonic() - last > save_every:
                     table.save(out)
                     last = time.monotonic()
-    if parts or table.overhead is None:
+    fitted = table.overhead or {}
+    if parts or table.correction != correction or len(fitted.get("networks", ())) != fit_networks:
         table.overhead = None
         table.save(out)
     if table.overhead is None:
         archs = random_archs(space, fit_networks, FIT_SEED)
-        with _bar(len(archs) * rounds, "overhead fit", progress) as bar:
+        with _bar(len(archs) * rounds, "entries' fit", progress) as bar:
             measured = measure_networks(space, archs, table, device, rounds, lambda: bar.update(1))
-        nets = [{"arch": a, "sum_ms": table.sum_ms(space, a), "measured_ms": m} for a, m in zip(archs, measured)]
-        table.overhead = {"ms": statistics.median(n["measured_ms"] - n["sum_ms"] for n in nets),
-                          "method": "median of measured - sum over the fit networks", "seed": FIT_SEED,
-                          "networks": nets}
+        fit = fit_correction(table.entries, [arch_parts(space, a, channels) for a in archs], measured, correction)
+        nets = [{"arch": a, "sum_ms": table.sum_ms(space, a, isolated=True), "measured_ms": m}
+                for a, m in zip(archs, measured)]
+        table.overhead = {**fit, "correction": correction, "seed": FIT_SEED, "rounds": rounds, "networks": nets}
         table.save(out)
     return table
 
 
-def check(table: LatencyTable, space, networks: int, seed: int, device: torch.device, rounds: int = 3,
-          progress: bool = False) -> dict[str, Any]:
-    """Predicted vs measured latency of ``networks`` random networks (not the fit ones) and their MAPE (%)."""
+def check(table: LatencyTable, space, networks: int, seed: int, device: torch.device, rounds: int | None = None,
+          progress: bool = False, drift_networks: int = DRIFT_NETWORKS) -> dict[str, Any]:
+    """Predicted vs measured latency of ``networks`` random networks (not the fit ones) and their MAPE (%).
+
+    ``rounds``: passes over the networks (default: the table's, as its fit networks were measured). The
+    first ``drift_networks`` fit networks are measured in the same passes: ``drift`` is their median
+    ratio to their measurement at the build (how much slower the machine is now; it changes nothing)."""
     table.check_complete(space)
+    rounds = table.rounds if rounds is None else rounds
     table.check_device(device, resolve_threads(int(table.device.get("threads", 0))))
-    fit = {n["arch"] for n in (table.overhead or {}).get("networks", [])}
+    fitted = (table.overhead or {}).get("networks", [])
+    fit = {n["arch"] for n in fitted}
     archs = random_archs(space, networks, seed, exclude=fit)
-    with _bar(len(archs) * rounds, "latency check", progress) as bar:
-        measured = measure_networks(space, archs, table, device, rounds, lambda: bar.update(1))
+    again = fitted[:drift_networks]
+    with _bar((len(archs) + len(again)) * rounds, "latency check", progress) as bar:
+        measured = measure_networks(space, archs + [n["arch"] for n in again], table, device, rounds,
+                                    lambda: bar.update(1))
+    measured, now = measured[:len(archs)], measured[len(archs):]
+    drift = statistics.median(m / n["measured_ms"] for m, n in zip(now, again)) if again else None
     rows = [{"arch": a, "predicted_ms": table.predict(space, a), "measured_ms": m} for a, m in zip(archs, measured)]
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     return {"networks": rows, "mape": 100.0 * statistics.fmean(errors),
             "max_ape": 100.0 * max(errors), "within_5pct": sum(e <= 0.05 for e in errors) / len(errors),
             "within_10pct": sum(e <= 0.10 for e in errors) / len(errors), "seed": seed, "rounds": rounds,
-            "overhead_ms": table.overhead_ms, "overhead_fit_networks": len(fit), "table": table.made_for(),
+            "overhead_ms": table.overhead_ms, "overhead_fit_networks": len(fit), "correction": table.correction,
+            "drift": drift, "drift_networks": len(again),
+            "table": table.made_for(),
             "device": table.device, "protocol": table.protocol}
 
 

@@ -1,9 +1,11 @@
 """A latency table as tensors over the space's choices: batched, expected (differentiable), extremes.
 
-For the mobile space a block's latency depends on its candidate and on the widths of its input's
-and its own stage. Per slot the model holds ``T[c, a, b]`` (candidate, input width, output width;
-``skip`` is 0) for a stage's first block (its input width is the previous stage's, or the stem's: one
-column) and ``T[c, b]`` for the other blocks (input and output share the stage's width). Then
+The entries are the table's corrected ones (:meth:`LatencyTable.entry_ms`), so the model predicts
+what :meth:`LatencyTable.predict` does. For the mobile space a block's latency depends on its
+candidate and on the widths of its input's and its own stage. Per slot the model holds
+``T[c, a, b]`` (candidate, input width, output width; ``skip`` is 0) for a stage's first block (its
+input width is the previous stage's, or the stem's: one column) and ``T[c, b]`` for the other
+blocks (input and output share the stage's width). Then
 
 * ``model(choices)``: the predicted latency (ms) of architectures given as candidate indices per
   group (``(..., rows)`` int64, the layout of ``space.arch_shapes``), for predictors and searches;
@@ -34,19 +36,19 @@ class LatencyModel:
         table.check_complete(space)
         self.table, self.space = table, space
         stem, stages, slots, _ = layout(space.spec, table.channels)
-        e = table.entries
-        self.base = float(e["stem"]) + table.overhead_ms
-        self.head = torch.tensor([e[f"head:{w}"] for w in stages[-1].widths], dtype=torch.float64)
+        e = table.entry_ms  # the entries as their networks run them (the table's fit)
+        self.base = float(e("stem")) + table.overhead_ms
+        self.head = torch.tensor([e(f"head:{w}") for w in stages[-1].widths], dtype=torch.float64)
         self.slots = []  # (slot, tensor)
         for slot, name in zip(slots, slot_names(space)):
             cands = space.group_ops[slot.group]
             outs = stages[slot.stage].widths
             if slot.residual:
-                t = torch.tensor([[0.0 if c == SKIP else e[block_key(name, c, w, w)] for w in outs] for c in cands],
+                t = torch.tensor([[0.0 if c == SKIP else e(block_key(name, c, w, w)) for w in outs] for c in cands],
                                  dtype=torch.float64)
             else:
                 ins = (stem,) if slot.in_stage is None else stages[slot.in_stage].widths
-                t = torch.tensor([[[e[block_key(name, c, a, b)] for b in outs] for a in ins] for c in cands],
+                t = torch.tensor([[[e(block_key(name, c, a, b)) for b in outs] for a in ins] for c in cands],
                                  dtype=torch.float64)
             self.slots.append((slot, t))
 
