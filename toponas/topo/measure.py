@@ -40,7 +40,10 @@ def saved_activations(fn: Callable[[], Any], exclude: Iterable[torch.Tensor] = (
         ptr = storage.data_ptr()
         if ptr not in skip and ptr != 0:
             seen[ptr] = storage.nbytes()
-        return t
+        # Detached: a pack hook that returns the tensor itself makes a saved output and its grad_fn a
+        # reference cycle through C++ that the garbage collector cannot see, and the whole graph outlives
+        # ``fn`` (the scaling study ran out of memory on it). The graph is never run backward here.
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
