@@ -234,30 +234,20 @@ class SeedsSearch(RunLoop):
                               "with --seed S --out OUT/seed-S")
         return {"runs": states, "epoch": states[0]["epoch"], "step": states[0].get("step", 0)}
 
-    def run(self) -> list[SearchResult]:
-        """Run (or continue) every seed and write each one's result; a finished run resumed as it was writes nothing."""
-        state = self.saved_state()
-        if (state is not None and int(state["epoch"]) >= self.epochs and state["step"] == 0
-                and all((r.out / r.result_file).exists() for r in self.runs)):
-            self._print(f"{self.out} has already finished its {self.epochs} epochs; nothing to do")
-            self.noop = True
-            return [r.finished_result() for r in self.runs]
-        if self.runs[0].tensorboard:
-            open_tensorboard(None)  # the extra is missing: say so before any work
-        self.setup(state)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        try:
-            with self.signals:
-                for epoch in range(self.epoch, self.epochs):
-                    self._run_epoch(epoch)
-        finally:
-            for r in self.runs:
-                if r._writer is not None:
-                    r._writer.close()
-        return self.finish()
+    def result_written(self) -> bool:
+        """Every seed's result file exists."""
+        return all((r.out / r.result_file).exists() for r in self.runs)
+
+    def finished_result(self) -> list[SearchResult]:
+        return [r.finished_result() for r in self.runs]
+
+    def close_writers(self) -> None:
+        for r in self.runs:
+            r.close_writers()
 
     def setup(self, state: dict[str, Any] | None) -> None:
+        if self.runs[0].tensorboard:
+            open_tensorboard(None)  # the extra is missing: say so before any work (the runs write their own)
         states = state["runs"] if state is not None else [None] * len(self.runs)
         for run, st in zip(self.runs, states):
             run.setup(st)

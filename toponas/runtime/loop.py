@@ -233,7 +233,7 @@ class RunLoop:
         """Run (or continue) the run and write its result; a finished run resumed as it was changes no file."""
         state = self.saved_state()
         if (state is not None and int(state["epoch"]) >= self.epochs and state.get("step", 0) == 0
-                and (self.out / self.result_file).exists()):
+                and self.result_written()):
             self._print(f"{self.out} has already finished its {self.epochs} epochs; nothing to do")
             self.noop = True
             return self.finished_result()
@@ -247,12 +247,20 @@ class RunLoop:
                 for epoch in range(self.epoch, self.epochs):
                     self._run_epoch(epoch)
         finally:
-            if self._writer is not None:
-                self._writer.close()
+            self.close_writers()
         try:
             return self.finish()
         finally:
             self.world.close()
+
+    def result_written(self) -> bool:
+        """Whether the run's result file exists (with a finished checkpoint: nothing left to do)."""
+        return (self.out / self.result_file).exists()
+
+    def close_writers(self) -> None:
+        """Close the TensorBoard writer, if one was opened."""
+        if self._writer is not None:
+            self._writer.close()
 
     def _stopped(self, where: str) -> Interrupted:
         return self.interrupted(f"stopped {where}; state saved in {self.out}. "
