@@ -384,8 +384,8 @@ class Program:
 
         # compiled graphs keep or recompute by the compiler's own choice (AOTAutograd's partitioner)
         recomputed = [] if torch.compiler.is_compiling() else _recomputable_taps(plan)
-        stage_kernels = iter([built.stages[i] for i, _ in self.stage_refs[g]] if built.stages else [])
-        stage_at = iter([j for _, j in self.stage_refs[g]])
+        # this group's floated stages in run order: their batch's kernels and their place in the batch
+        stage_kernels = iter([(built.stages[i], j) for i, j in self.stage_refs[g]]) if built.stages else None
         if recomputed:
             _run_taps(recomputed, x, built.taps, edges, terms)
         for item in plan.items:
@@ -398,8 +398,7 @@ class Program:
                 p = item.path
                 terms[p.slot].append((ops(edges[p.slot], p.cand)(x), weights[edges[p.slot], p.cand]))
             elif isinstance(item, SepStage):
-                _run_stage(item, source(item.source, stage_layout(x)), weights, edges, ops, terms,
-                           (stage_kernels, stage_at) if built.stages else None)
+                _run_stage(item, source(item.source, stage_layout(x)), weights, edges, ops, terms, stage_kernels)
             elif isinstance(item, Block):
                 _run_block(item, source(item.source, stage_layout(x)), weights, edges, ops, terms)
             elif not isinstance(item, (Dropped, ConvBN, Stack)):
@@ -495,19 +494,19 @@ def stage_layout(x: torch.Tensor) -> torch.memory_format | None:
 
 
 def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: Sequence[int], ops: EdgeOps,
-               terms: list[list[Term]], built: tuple[Iterator[_StageBuilt], Iterator[int]] | None = None) -> None:
+               terms: list[list[Term]], built: Iterator[tuple[_StageBuilt, int]] | None = None) -> None:
     """A separable stage on its source tensor ``z`` (B, C, H, W), then the stages that follow it.
 
     One member: its own kernels (exact). Several: depthwise kernels ``sum_i w_i Dhat_i`` per call,
     one 1x1 conv with ``sum_i w_i Phat_i``, one bn; ending members add ``(sum of their w) * h``.
-    ``built``: the program's stage kernels and positions, in the order the floated stages are reached
-    (:func:`build_stages`); ``None``: build them here, for this edge alone.
+    ``built``: the program's stage kernels and positions, one pair per floated stage in the order the
+    stages are reached (:func:`build_stages`); ``None``: build them here, for this edge alone.
     """
     row = edges[stage.slot]
     mods = [ops(row, p.cand) for p in stage.paths]
     bn = mods[0][stage.positions[0] + 2]
     if stage.floated and built is not None:
-        kernels, j = next(built[0]), next(built[1])
+        kernels, j = next(built)
         dks = [call[j] for call in kernels.depthwise]
         p = kernels.pointwise[j]
         total = kernels.total[j] if kernels.total is not None else None
