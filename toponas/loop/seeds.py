@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, SearchConfig
+from ..config import MAX_SEED, ConfigError, SearchConfig
 from ..runtime import step_seed, write_json
 from ..runtime.loop import RunLoop, open_tensorboard
 from ..runtime.stacked import Stacked, clip_per_copy, optimizer_shapes, slice_state, stack_states
@@ -60,7 +60,7 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     if repeated:
         raise ConfigError(f"--seeds repeats seed(s) {', '.join(map(str, repeated))}; each seed runs once")
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= 2**63 - 1:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
             raise ConfigError(f"--seeds: seed {s!r} must be a whole number in 0..2**63-1")
     return seeds
 
