@@ -120,23 +120,19 @@ def repeat(args) -> None:
 
 def remeasure(args) -> None:
     """Found networks measured again beside the table's fit networks: the drift of the load since the build."""
-    import statistics
-
     import torch
 
     from toponas.hardware import LatencyTable
-    from toponas.hardware.lut import measure_networks
+    from toponas.hardware.lut import measure_with_drift
     from toponas.spaces import create_space
 
     torch.set_num_threads(1)
     table = LatencyTable.load(args.lut)
     space = create_space(table.space)
     runs = [json.loads((Path(r) / "result.json").read_text()) for r in args.runs]
-    fits = table.overhead["networks"]
     before = load()
-    measured = measure_networks(space, [r["genotype"] for r in runs] + [n["arch"] for n in fits], table,
-                                torch.device("cpu"), table.rounds)
-    drift = statistics.median(m / n["measured_ms"] for m, n in zip(measured[len(runs):], fits))
+    measured, drift, _ = measure_with_drift(space, [r["genotype"] for r in runs], table, torch.device("cpu"),
+                                            table.rounds, drift_networks=len(table.overhead["networks"]))
     print(f"fit networks now / at the build: median {drift:.3f} ({before}; {load()})")
     print("| run | target ms | predicted ms | measured in the search | measured now | now / drift | / target |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -16,7 +16,6 @@ simplifier and knows nothing of it.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError
-from .lut import DRIFT_NETWORKS, LatencyTable, measure_networks
+from .lut import LatencyTable, measure_with_drift
 from .model import LatencyModel
 from .parts import LatencyError
 
@@ -166,13 +165,9 @@ class Budget:
                     threads = torch.get_num_threads()
                     torch.set_num_threads(int(self.table.device.get("threads", threads)) or threads)
                     try:
-                        again = self.table.overhead.get("networks", [])[:DRIFT_NETWORKS]
-                        times = measure_networks(space, [arch] + [n["arch"] for n in again], self.table,
-                                                 device, self.table.rounds)
-                        out["measured_latency_ms"] = times[0]
                         # as `latency check`: fit networks in the same passes, the machine's speed against the build's
-                        out["measured_latency_drift"] = (statistics.median(
-                            m / n["measured_ms"] for m, n in zip(times[1:], again)) if again else None)
+                        times, drift, _ = measure_with_drift(space, [arch], self.table, device, self.table.rounds)
+                        out["measured_latency_ms"], out["measured_latency_drift"] = times[0], drift
                     finally:
                         torch.set_num_threads(threads)
         return out

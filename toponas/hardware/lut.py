@@ -230,6 +230,19 @@ def measure_networks(space, archs: list[str], table: LatencyTable, device: torch
     return best
 
 
+def measure_with_drift(space, archs: list[str], table: LatencyTable, device: torch.device, rounds: int,
+                       drift_networks: int = DRIFT_NETWORKS, progress: Callable[[], None] | None = None
+                       ) -> tuple[list[float], float | None, int]:
+    """:func:`measure_networks` of ``archs`` with the table's first ``drift_networks`` fit networks in the same
+    passes: ``archs``' latencies, the drift (the fit networks' median ratio of now to the build: how much
+    slower the machine is now; None without fit networks) and how many fit networks it is of."""
+    again = (table.overhead or {}).get("networks", [])[:drift_networks]
+    measured = measure_networks(space, list(archs) + [n["arch"] for n in again], table, device, rounds, progress)
+    now = measured[len(archs):]
+    drift = statistics.median(m / n["measured_ms"] for m, n in zip(now, again)) if again else None
+    return measured[:len(archs)], drift, len(again)
+
+
 def _bar(total: int, desc: str, progress: bool):
     from tqdm import tqdm
 
@@ -315,19 +328,16 @@ def check(table: LatencyTable, space, networks: int, seed: int, device: torch.de
     fitted = (table.overhead or {}).get("networks", [])
     fit = {n["arch"] for n in fitted}
     archs = random_archs(space, networks, seed, exclude=fit)
-    again = fitted[:drift_networks]
-    with _bar((len(archs) + len(again)) * rounds, "latency check", progress) as bar:
-        measured = measure_networks(space, archs + [n["arch"] for n in again], table, device, rounds,
-                                    lambda: bar.update(1))
-    measured, now = measured[:len(archs)], measured[len(archs):]
-    drift = statistics.median(m / n["measured_ms"] for m, n in zip(now, again)) if again else None
+    with _bar((len(archs) + min(drift_networks, len(fitted))) * rounds, "latency check", progress) as bar:
+        measured, drift, n_again = measure_with_drift(space, archs, table, device, rounds, drift_networks,
+                                                      lambda: bar.update(1))
     rows = [{"arch": a, "predicted_ms": table.predict(space, a), "measured_ms": m} for a, m in zip(archs, measured)]
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     return {"networks": rows, "mape": 100.0 * statistics.fmean(errors),
             "max_ape": 100.0 * max(errors), "within_5pct": sum(e <= 0.05 for e in errors) / len(errors),
             "within_10pct": sum(e <= 0.10 for e in errors) / len(errors), "seed": seed, "rounds": rounds,
             "overhead_ms": table.overhead_ms, "overhead_fit_networks": len(fit), "correction": table.correction,
-            "drift": drift, "drift_networks": len(again),
+            "drift": drift, "drift_networks": n_again,
             "table": table.made_for(),
             "device": table.device, "protocol": table.protocol}
 
