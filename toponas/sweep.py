@@ -36,8 +36,8 @@ from .config import ConfigError, SearchConfig
 BUDGETS: dict[str, dict[str, str]] = {
     "cpu": {"subset": "2000", "channels": "8", "cells": "1", "epochs": "8", "batch-size": "64",
             "image-size": "16"},
-    "cpu-long": {"subset": "8000", "channels": "8", "cells": "1", "epochs": "6", "batch-size": "64",
-                 "image-size": "16", "a-lr-scale": "50"},
+    "cpu-long": {"subset": "8000", "channels": "8", "cells": "1", "epochs": "12", "batch-size": "64",
+                 "image-size": "16", "a-lr-scale": "50", "a-lr-schedule": "cosine"},
     "reference": {"channels": "16", "cells": "5", "batch-size": "64"},
 }
 #: The names ``--budget`` accepts (``none``: no preset, only ``--set``).
@@ -71,7 +71,9 @@ class SweepFailed(RuntimeError):
 
 
 #: Options that go into the strategy's hyperparameters rather than SearchConfig fields.
-HYPER_OPTIONS = ("epochs", "samples", "sample_scale", "joint_after", "flops_target")
+HYPER_OPTIONS = ("epochs", "samples", "sample_scale", "joint_after", "flops_target", "a_lr_schedule")
+#: Hyperparameter options without a ``toponas search`` flag of their own: passed as ``--hp name=value``.
+HP_ONLY = ("a_lr_schedule",)
 #: Options that scale a strategy hyperparameter by one factor for every strategy (option -> hyperparameter):
 #: each run gets ``--hp a_lr=<its strategy's default a_lr x the factor>``; strategies without the
 #: hyperparameter (none of the gradient ones) run unchanged.
@@ -171,7 +173,10 @@ def run_command(run: Run, out: Path, options: dict[str, str], extra: Sequence[st
     cmd = [sys.executable, "-m", "toponas.cli", "search", "--strategy", run.strategy, "--topo", run.topo,
            "--seed", str(run.seed), "--out", str(out / run.name), "--resume", "--no-progress"]
     for key, value in options.items():
-        if key.replace("-", "_") not in SCALED_HYPER:
+        name = key.replace("-", "_")
+        if name in HP_ONLY:
+            cmd += ["--hp", f"{name}={value}"]
+        elif name not in SCALED_HYPER:
             cmd += [f"--{key}", value]
     for key, value in scaled_hyper(run.strategy, options).items():
         cmd += ["--hp", f"{key}={value}"]

@@ -41,6 +41,7 @@ class Hyper:
     a_beta2: float = 0.999
     a_wd: float = 1e-3
     arch_first: bool = False  # reference order: weight step, then architecture step
+    a_lr_schedule: str = "constant"  # the reference's constant a_lr, or "cosine": annealed per epoch to 0
 
     @classmethod
     def resolve(cls, overrides: Mapping[str, Any] | None = None) -> Hyper:
@@ -53,7 +54,35 @@ class Hyper:
                 f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
             )
         typed = {k: _coerce(v, names[k].type, k) for k, v in overrides.items()}
+        schedule = typed.get("a_lr_schedule", "constant")
+        if schedule not in A_LR_SCHEDULES:
+            raise ValueError(f"hyperparameter a_lr_schedule: {schedule!r} is not one of {', '.join(A_LR_SCHEDULES)}")
         return cls(**typed)
+
+
+#: The architecture learning rate's schedules: ``constant`` (every reference) or ``cosine`` (per epoch from
+#: ``a_lr`` to 0, as the weights' SGD: large steps while the supernet's ranking forms, small ones at the end
+#: so the last epochs settle instead of drifting; the CPU budget ``cpu-long`` uses it, docs/quality.md).
+A_LR_SCHEDULES = ("constant", "cosine")
+
+
+def arch_lr(hyper: Hyper, epoch: int, epochs: int) -> float:
+    """The architecture optimizer's learning rate in ``epoch`` under ``hyper.a_lr_schedule``."""
+    if hyper.a_lr_schedule == "cosine":
+        return cosine_lr(hyper.a_lr, 0.0, epoch, epochs)
+    return hyper.a_lr
+
+
+def set_arch_lr(ctx: StepContext, epoch: int, epochs: int) -> dict[str, float]:
+    """Apply ``ctx.hyper``'s architecture schedule to ``ctx.a_optimizer``; the figure for the epoch's history
+    line. Under ``constant`` nothing is written: the optimizer keeps the lr it was built with (the reference)."""
+    h = ctx.hyper
+    if h.a_lr_schedule == "constant" or ctx.a_optimizer is None:
+        return {}
+    a_lr = arch_lr(h, epoch, epochs)
+    for group in ctx.a_optimizer.param_groups:
+        group["lr"] = a_lr
+    return {"a_lr": a_lr}
 
 
 def _coerce(value: Any, typ: Any, name: str) -> Any:
@@ -256,9 +285,10 @@ class Strategy(nn.Module, ABC):
     # -- every epoch -----------------------------------------------------------------------------
     def begin_epoch(self, ctx: StepContext, epoch: int, epochs: int) -> dict[str, float]:
         """Before the first step of ``epoch`` (of ``epochs``, the run's current length): set the epoch's
-        schedules and ``ctx.epoch``; return the figures that open its history line. Default: no schedule."""
+        schedules and ``ctx.epoch``; return the figures that open its history line. Default: only the
+        architecture learning rate's schedule (``a_lr_schedule``)."""
         ctx.epoch = epoch
-        return {}
+        return set_arch_lr(ctx, epoch, epochs)
 
     @abstractmethod
     def step(self, ctx: StepContext, x_w, y_w, x_a, y_a) -> StepStats:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spaces import Mixing
-from .base import Hyper, StepContext, StepStats, Strategy, cosine_lr, grads_or_zeros, per_seed
+from .base import Hyper, StepContext, StepStats, Strategy, cosine_lr, grads_or_zeros, per_seed, set_arch_lr
 from .registry import register_strategy
 
 
@@ -61,7 +61,7 @@ class DartsV1(Strategy):
         for group in ctx.w_optimizer.param_groups:
             group["lr"] = lr
         ctx.epoch = epoch
-        return {"lr": lr}
+        return {"lr": lr, **set_arch_lr(ctx, epoch, epochs)}
 
     def new_epoch(self, epoch: int, epochs: int) -> None:
         """The strategy's own per-epoch schedule (temperatures, supports ...), before the learning rate's."""
