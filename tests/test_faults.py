@@ -206,6 +206,12 @@ CASES = [
          "KEY=VALUE"),
     Case("hp-wrong-type", lambda t, r: ["search", *TINY, "--out", str(t / "o"), "--hp", "epochs=many"], 1,
          "not a valid int"),
+    Case("hp-unknown-a-lr-schedule", lambda t, r: ["search", *TINY, "--out", str(t / "o"), "--hp",
+                                                   "a_lr_schedule=linear"], 1,
+         "a_lr_schedule: 'linear' is not one of constant, cosine"),
+    Case("config-unknown-a-lr-schedule", lambda t, r: ["search", *TINY, "--out", str(t / "o"), "--config",
+                                                       write(t / "c.json", '{"hyper": {"a_lr_schedule": "step"}}')],
+         1, "a_lr_schedule: 'step' is not one of constant, cosine"),
     # -- spaces, images, devices, data ---------------------------------------------------------------
     Case("space-dilation-zero", lambda t, r: ["search", *TINY, "--out", str(t / "o"),
                                               "--space", space_file(t, "conv3x3_d0")], 1, "dilation"),

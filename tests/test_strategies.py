@@ -48,6 +48,38 @@ def test_one_step_updates_weights_and_architecture(name, topo_mode):
     assert space.parse(str(cell)) == cell
 
 
+GRADIENT = ("darts-v1", "darts-v2", "gdas", "snas", "drnas", "beta-darts")
+
+
+@pytest.mark.parametrize("name", [*GRADIENT, "parsec"])
+def test_cosine_a_lr_schedule_anneals_the_architecture_optimizer_to_zero(name):
+    """a_lr_schedule=cosine sets the architecture optimizer's lr per epoch (a_lr at epoch 0, a_lr/2 halfway,
+    near 0 at the end) and reports it; the default constant schedule never writes it."""
+    from toponas.strategies.base import cosine_lr
+
+    epochs = 4
+    _, _, strategy, ctx, _ = make(name, a_lr_schedule="cosine", a_lr=0.02, epochs=epochs)
+    seen = []
+    for epoch in range(epochs):
+        figures = strategy.begin_epoch(ctx, epoch, epochs)
+        lrs = {group["lr"] for group in ctx.a_optimizer.param_groups}
+        assert lrs == {figures["a_lr"]}, (name, epoch)
+        seen.append(figures["a_lr"])
+    assert seen[0] == pytest.approx(0.02) and seen[2] == pytest.approx(0.01)
+    assert seen == [pytest.approx(cosine_lr(0.02, 0.0, e, epochs)) for e in range(epochs)]
+    assert seen[-1] < 0.2 * seen[0]  # the last epoch of 4 runs at (1 + cos(3 pi / 4)) / 2 = 0.15 of a_lr
+    _, _, strategy, ctx, _ = make(name, a_lr=0.02, epochs=epochs)  # constant: the lr the optimizer was built with
+    before = [dict(group) for group in ctx.a_optimizer.param_groups]
+    for epoch in range(epochs):
+        assert "a_lr" not in strategy.begin_epoch(ctx, epoch, epochs)
+    assert [g["lr"] for g in ctx.a_optimizer.param_groups] == [g["lr"] for g in before] == [0.02] * len(before)
+
+
+def test_an_unknown_a_lr_schedule_is_a_clear_error():
+    with pytest.raises(ValueError, match="a_lr_schedule: 'step' is not one of constant, cosine"):
+        create_strategy("darts-v1", create_space("nb201"), {"a_lr_schedule": "step"})
+
+
 @pytest.mark.parametrize("name", BILEVEL + ["spos", "pi-nas"])
 def test_exact_mode_takes_the_same_step_as_the_plain_supernet(name):
     """Under every strategy, topo=exact changes nothing but the cost (float64, same samples)."""

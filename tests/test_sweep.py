@@ -110,3 +110,20 @@ def test_a_bad_a_lr_scale_is_one_error_line(tmp_path):
         lines = [line for line in r.output.splitlines() if line.strip()]
         assert lines == [f"error: --set a-lr-scale={value}: expected a positive number"], r.output
     assert not (tmp_path / "s").exists()
+
+
+def test_cpu_long_anneals_every_runs_a_lr_by_the_one_cosine_schedule(tmp_path):
+    """The budget's a_lr schedule goes to every run as ``--hp a_lr_schedule=cosine`` and into its config."""
+    from toponas.strategies import STRATEGIES
+    from toponas.sweep import BUDGETS, expected_config, run_command
+
+    options = dict(BUDGETS["cpu-long"])
+    assert options["a-lr-schedule"] == "cosine" and int(options["epochs"]) == 12
+    for name in STRATEGIES.names():
+        run = Run(name, "off", 1)
+        cmd = run_command(run, tmp_path, options, ())
+        assert "--a-lr-schedule" not in cmd
+        at = cmd.index("a_lr_schedule=cosine")
+        assert cmd[at - 1] == "--hp", name
+        assert expected_config(run, tmp_path, options).hyper["a_lr_schedule"] == "cosine"
+

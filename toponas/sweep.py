@@ -29,10 +29,12 @@ from .config import ConfigError, SearchConfig
 #: Budgets: search options shared by every run of a sweep. ``cpu`` finished the default grid
 #: (9 strategies x off/full x 2 seeds) in 19.7 minutes on 2 cores, but its 128 architecture steps leave the
 #: architecture parameters unseparated (docs/quality.md); ``cpu-long`` is the CPU budget under which they
-#: separate: four times the images, 378 architecture steps, and every strategy's ``a_lr`` times 50, the
-#: ratio of the reference's 19,550 steps (50 epochs x 391) to its 378 (``a-lr-scale``, :data:`SCALED_HYPER`:
-#: Adam moves a parameter by about ``a_lr`` a step, so the total movement matches); ``reference`` is
-#: the NAS-Bench-201 setting (full training set, C=16, N=5, 32x32, each strategy's own epochs) for a GPU.
+#: separate and settle: four times the images, 12 epochs (756 architecture steps), every strategy's ``a_lr``
+#: times 50 (``a-lr-scale``, :data:`SCALED_HYPER`) and annealed per epoch to 0 (``a_lr_schedule=cosine``).
+#: Adam moves a parameter by about its lr a step, so the distance the parameters can travel is the sum of
+#: the lrs: 756 steps at a mean of 0.5 x 50 x 3e-4 give 5.7, the reference's 19,550 steps (50 epochs x 391)
+#: at 3e-4 give 5.9; the annealing lets the last epochs settle. ``reference`` is the NAS-Bench-201 setting
+#: (full training set, C=16, N=5, 32x32, each strategy's own epochs) for a GPU.
 BUDGETS: dict[str, dict[str, str]] = {
     "cpu": {"subset": "2000", "channels": "8", "cells": "1", "epochs": "8", "batch-size": "64",
             "image-size": "16"},
