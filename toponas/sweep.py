@@ -136,6 +136,20 @@ def expected_config(run: Run, out: Path, options: dict[str, str]) -> SearchConfi
     return SearchConfig(**values, hyper=hyper)
 
 
+def check_hyper(cfg: SearchConfig) -> None:
+    """Refuse, before any work, hyperparameters the run's strategy would refuse (a bad ``--set a-lr-schedule``)."""
+    from .strategies import STRATEGIES
+
+    if cfg.strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES.names())}")
+    hyper = STRATEGIES.get(cfg.strategy).Hyper
+    known = {f.name for f in fields(hyper)}  # the others (--flops-target of a strategy without it) the run places
+    try:
+        hyper.resolve({k: v for k, v in cfg.hyper.items() if k in known})
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def run_differences(run_dir: Path, expected: SearchConfig) -> list[str]:
     """How the run already in ``run_dir`` differs from ``expected`` (empty: the same run, or none yet)."""
     from .spaces import create_space
@@ -225,7 +239,9 @@ def sweep(
     runs = plan(strategies, modes, seeds)
     clashes = []
     for run in runs:
-        diffs = run_differences(out / run.name, expected_config(run, out, options))
+        expected = expected_config(run, out, options)
+        check_hyper(expected)
+        diffs = run_differences(out / run.name, expected)
         if diffs:
             clashes.append(f"{run.name} was made with {', '.join(diffs)}")
     if clashes:
