@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from toponas.topo.kernels import avg_pool_same
 from toponas.topo.measure import saved_activation_bytes
-from toponas.topo.recompute import recomputed_taps, scaled_bn
+from toponas.topo.recompute import recomputed_taps, scaled_bn, separable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -130,3 +130,91 @@ def test_recomputed_kernel_build_equals_the_kept_build_and_keeps_fewer_bytes(mon
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     assert len(rebuilt[1]) == len(kept[1]) > 0
     assert rebuilt[3] < kept[3]
+
+
+#: Depthwise calls ``(kernel, dilation)`` of a separable stage: one, and several (dilation 1 and 2).
+SEP_CALLS = ([(3, 1)], [(3, 1), (5, 1), (3, 2), (5, 2)])
+
+
+def _plain_separable(z, ks, p, calls, stride):
+    """The saved computation of a separable stage, as ``_run_stage`` wrote it before ``separable``."""
+    d = None
+    for k, (kernel, dilation) in zip(ks, calls):
+        out = F.conv2d(z, k, None, stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
+        d = out if d is None else d + out
+    return F.conv2d(d, p)
+
+
+def _sep_inputs(calls, dtype, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(2, 4, 9, 9, generator=gen, dtype=dtype, requires_grad=True)
+    ks = [torch.randn(4, 1, k, k, generator=gen, dtype=dtype, requires_grad=True) for k, _ in calls]
+    p = torch.randn(4, 4, 1, 1, generator=gen, dtype=dtype, requires_grad=True)
+    return z, ks, p
+
+
+@pytest.mark.parametrize("calls", SEP_CALLS, ids=["one-call", "four-calls"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_separable_equals_the_saved_computation(calls, stride) -> None:
+    """Outputs and gradients of ``z``, every depthwise kernel and the 1x1 kernel (float64), and of any subset."""
+    z, ks, p = _sep_inputs(calls, torch.float64)
+    ours, ref = separable(z, ks, p, calls, stride), _plain_separable(z, ks, p, calls, stride)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for wrt in ([z, *ks, p], [z], ks, [p], [ks[-1], p]):
+        for a, b in zip(
+            torch.autograd.grad(ours, wrt, g, retain_graph=True), torch.autograd.grad(ref, wrt, g, retain_graph=True)
+        ):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("calls", SEP_CALLS, ids=["one-call", "four-calls"])
+def test_separable_gradients_have_the_saved_computations_bits(calls) -> None:
+    """float32, ``z`` also read elsewhere (its gradient summed with another's first): bit for bit, as the
+    engine adds the calls' gradients of ``z`` in the order the saved computation's convolutions gave them."""
+    x, ks, p = _sep_inputs(calls, torch.float32)
+    g = torch.randn(2, 4, 9, 9, generator=torch.Generator().manual_seed(5))
+
+    def grads(fn):
+        z = F.relu(x)
+        loss = (fn(z, ks, p, calls, 1) * g).sum() + (z * z).sum()
+        return torch.autograd.grad(loss, [x, *ks, p])
+
+    for a, b in zip(grads(separable), grads(_plain_separable)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("calls", SEP_CALLS, ids=["one-call", "four-calls"])
+def test_separable_double_backward(calls) -> None:
+    """A backward with ``create_graph`` (NASI's gradient norm) is differentiated again: the saved computation's
+    second derivatives."""
+    z, ks, p = _sep_inputs(calls, torch.float64)
+
+    def gnorm(fn):
+        out = fn(z, ks, p, calls, 2)
+        grads = torch.autograd.grad((out * out).sum(), [z, *ks, p], create_graph=True)
+        return torch.autograd.grad(sum((gr * gr).sum() for gr in grads), [z, *ks, p])
+
+    for a, b in zip(gnorm(separable), gnorm(_plain_separable)):
+        torch.testing.assert_close(a, b)
+
+
+def test_separable_under_vmap_runs_the_plain_computation() -> None:
+    calls = SEP_CALLS[1]
+    z, ks, p = _sep_inputs(calls, torch.float64)
+    zs = torch.stack([z.detach(), 2 * z.detach()])
+    got = torch.func.vmap(lambda zz: separable(zz, ks, p, calls, 1))(zs)
+    for i in range(2):
+        torch.testing.assert_close(got[i], _plain_separable(zs[i], ks, p, calls, 1))
+    gz = torch.func.vmap(torch.func.grad(lambda zz: separable(zz, ks, p, calls, 1).sum()))(zs)
+    gz_ref = torch.func.vmap(torch.func.grad(lambda zz: _plain_separable(zz, ks, p, calls, 1).sum()))(zs)
+    torch.testing.assert_close(gz, gz_ref)
+
+
+def test_separable_does_not_keep_the_depthwise_sum() -> None:
+    calls = SEP_CALLS[1]
+    z, ks, p = _sep_inputs(calls, torch.float32)
+    ours = saved_activation_bytes(lambda: separable(z, ks, p, calls, 1))
+    plain = saved_activation_bytes(lambda: _plain_separable(z, ks, p, calls, 1))
+    assert ours == sum(t.numel() for t in (z, *ks, p)) * z.element_size()  # z and the kernels
+    assert plain - ours == z.numel() * z.element_size()  # the depthwise sum d

@@ -26,7 +26,7 @@ from .checks import EdgeOps
 from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
 from .kernels import avg_pool_same, embed_kernel, kernel_norm, normalize_kernel, unit_rms_kernel
 from .lower import SOURCE_BN_EPS
-from .recompute import recomputed_taps, scaled_bn
+from .recompute import recomputed_taps, scaled_bn, separable
 
 
 def apply_prim(prim: Primitive, x: torch.Tensor) -> torch.Tensor:
@@ -524,11 +524,8 @@ def _run_stage(stage: SepStage, z: torch.Tensor, weights: torch.Tensor, edges: S
         total = None
         if stage.ending:
             total = w[list(stage.ending)].sum() if len(stage.ending) > 1 else w[stage.ending[0]]
-    d: torch.Tensor | None = None
-    for k, (kernel, dilation, _) in zip(dks, stage.calls):
-        out = F.conv2d(z, k, None, stage.stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
-        d = out if d is None else d + out  # (B, C, H', W')
-    z = F.conv2d(d, p)  # (B, C, H', W')
+    # (B, C, H', W'): the depthwise calls summed, then the 1x1 conv; the sum is rebuilt in backward, not kept
+    z = separable(z, dks, p, [(kernel, dilation) for kernel, dilation, _ in stage.calls], stage.stride)
     if stage.ending:  # h = bn(z); the edge gets (sum of the ending members' w) * h, h rebuilt in backward
         assert total is not None
         h, y = scaled_bn(z, total, bn.eps)

@@ -11,6 +11,8 @@ those of the saved computation (up to float rounding from the order of the sums)
   ``out_e = sum_s w[e, s] * f_s(x)``; saves ``x`` (which the node keeps anyway) and the weights.
 * :func:`scaled_bn`: ``h = bn(z)`` (batch statistics, no affine) and ``w * h``; saves ``z`` and the
   statistics, as bn itself does, but not ``h`` for ``dL/dw``.
+* :func:`separable`: a separable stage's convolutions, ``conv1x1(sum_k depthwise_k(z), p)``; saves ``z`` (which
+  its source keeps anyway) and the kernels, not the depthwise sum the 1x1 convolution reads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .autograd import _dot, plain_autograd, wanted
 
@@ -122,3 +125,125 @@ def scaled_bn(z: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tenso
         h = torch.native_batch_norm(z, None, None, None, None, True, 0.0, eps)[0]
         return h, h * w
     return _ScaledBN.apply(z, w, eps)
+
+
+#: ``(kernel, dilation)`` of one depthwise call of a separable stage (padding ``dilation * (kernel - 1) // 2``).
+DepthwiseCall = tuple[int, int]
+
+
+def _depthwise_sum(
+    z: torch.Tensor, ks: Sequence[torch.Tensor], calls: Sequence[DepthwiseCall], stride: int, inplace: bool
+) -> torch.Tensor:
+    """``sum_k conv2d(z, ks[k], dilation_k, groups=C)`` in call order (in place into the first call's output
+    where nothing records it: the same values)."""
+    d: torch.Tensor | None = None
+    for k, (kernel, dilation) in zip(ks, calls):
+        out = F.conv2d(z, k, None, stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
+        d = out if d is None else (d.add_(out) if inplace else d + out)
+    assert d is not None
+    return d
+
+
+class _Separable(torch.autograd.Function):
+    """``conv2d(sum_k depthwise_k(z), p)`` (``p``: a 1x1 kernel); backward recomputes the depthwise sum.
+
+    ``z`` comes once per call (``zs``, the same tensor): the engine then adds the calls' gradients of ``z``
+    one by one, in the order the saved computation's depthwise convolutions delivered them (the last call's
+    first), so that the summed gradient has the same bits.
+    """
+
+    @staticmethod
+    def forward(ctx, calls: Sequence[DepthwiseCall], stride: int, n: int, *args: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        zs, ks, p = args[:n], args[n : 2 * n], args[2 * n]
+        z = zs[0]
+        out = F.conv2d(_depthwise_sum(z, ks, calls, stride, inplace=True), p)
+        ctx.calls, ctx.stride, ctx.n = calls, stride, n
+        ctx.save_for_backward(z, p, *ks)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        z, p, *ks = ctx.saved_tensors
+        n, calls, stride = ctx.n, ctx.calls, ctx.stride
+        need = ctx.needs_input_grad[3:]
+        need_z = wanted(z, any(need[:n]))
+        need_k = [wanted(k, nk) for k, nk in zip(ks, need[n : 2 * n])]
+        need_p = wanted(p, need[2 * n])
+        none = (None, None, None)
+        if torch.is_grad_enabled():  # create_graph: the saved computation, differentiable again
+            return (*none, *_separable_grads_recorded(z, ks, p, calls, stride, g, need_z, need_k, need_p))
+        need_d = need_z or any(need_k)
+        if not need_d and not need_p:
+            return (*none, *[None] * (2 * n + 1))
+        d = _depthwise_sum(z, ks, calls, stride, inplace=True)  # the forward's d, rebuilt
+        g_d, g_p, _ = torch.ops.aten.convolution_backward(
+            g, d, p, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_d, need_p, False]
+        )
+        del d
+        g_zs: list[torch.Tensor | None] = [None] * n
+        g_ks: list[torch.Tensor | None] = [None] * n
+        if need_d:
+            for i, (k, (kernel, dilation)) in enumerate(zip(ks, calls)):
+                if not need_z and not need_k[i]:
+                    continue
+                pad = dilation * (kernel - 1) // 2
+                g_zs[n - 1 - i], g_ks[i], _ = torch.ops.aten.convolution_backward(
+                    g_d,
+                    z,
+                    k,
+                    None,
+                    [stride, stride],
+                    [pad, pad],
+                    [dilation, dilation],
+                    False,
+                    [0, 0],
+                    z.shape[1],
+                    [need_z, need_k[i], False],
+                )
+        return (*none, *g_zs, *g_ks, g_p if need_p else None)
+
+
+def _separable_grads_recorded(
+    z: torch.Tensor,
+    ks: Sequence[torch.Tensor],
+    p: torch.Tensor,
+    calls: Sequence[DepthwiseCall],
+    stride: int,
+    g: torch.Tensor,
+    need_z: bool,
+    need_k: Sequence[bool],
+    need_p: bool,
+) -> list[torch.Tensor | None]:
+    """The gradients of :class:`_Separable`'s inputs (``zs`` per call, last call's first; ``ks``; ``p``) by the
+    saved computation, recorded (a backward with ``create_graph``: they are differentiated again)."""
+    n = len(ks)
+    zs = [z.view_as(z) for _ in ks]  # one alias per call: its gradient alone
+    d: torch.Tensor | None = None
+    for zi, k, (kernel, dilation) in zip(zs, ks, calls):
+        out = F.conv2d(zi, k, None, stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
+        d = out if d is None else d + out
+    assert d is not None
+    out = F.conv2d(d, p)
+    inputs = [*(zs if need_z else []), *[k for k, nk in zip(ks, need_k) if nk], *([p] if need_p else [])]
+    if not inputs:
+        return [None] * (2 * n + 1)
+    got = iter(torch.autograd.grad(out, inputs, g, create_graph=True, allow_unused=True))
+    g_zs = [next(got) for _ in zs] if need_z else [None] * n
+    g_ks = [next(got) if nk else None for nk in need_k]
+    g_p = next(got) if need_p else None
+    return [*g_zs[::-1], *g_ks, g_p]
+
+
+def separable(
+    z: torch.Tensor, ks: Sequence[torch.Tensor], p: torch.Tensor, calls: Sequence[DepthwiseCall], stride: int
+) -> torch.Tensor:
+    """``conv2d(sum_k conv2d(z, ks[k], stride, dilation_k, groups=C), p)``: a separable stage's depthwise calls
+    (``calls[k] = (kernel, dilation)``, 'same' padding) summed, then its 1x1 convolution ``p``. Keeps ``z``
+    and the kernels for backward, which rebuilds the depthwise sum instead of keeping it; the values and
+    gradients are the saved computation's, to the bit (the same operations in the same order). Under
+    :func:`~toponas.topo.autograd.plain_autograd` (compiled, vmapped) the plain computation."""
+    calls = tuple(calls)
+    if plain_autograd() or not torch.is_grad_enabled():
+        return F.conv2d(_depthwise_sum(z, ks, calls, stride, inplace=False), p)
+    n = len(ks)
+    return _Separable.apply(calls, stride, n, *[z] * n, *ks, p)
