@@ -33,6 +33,7 @@ their ratios, and FP-NAS's K and entropy per epoch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -42,6 +43,7 @@ from pathlib import Path
 
 from toponas.spaces import create_space
 from toponas.strategies import create_strategy
+from toponas.strategies.parsec import ParsecHyper
 from toponas.sweep import BUDGETS, Run, run_command, summarize
 
 
@@ -189,7 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a hyperparameter of both strategies (e.g. a_lr=0.05)",
+        help="a hyperparameter of both strategies (e.g. a_lr=0.05); FP-NAS's own (sample_scale) go to FP-NAS alone",
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
@@ -217,9 +219,11 @@ def plan(args: argparse.Namespace) -> tuple[int, dict[str, str], list[Run], dict
         options["data"] = str(Path(args.data).resolve())
     if args.benchmark:
         options["benchmark"] = str(Path(args.benchmark).resolve())
+    shared = {f.name for f in dataclasses.fields(ParsecHyper)}  # FP-NAS's own (sample_scale, ...) go to it alone
     hp_args = [a for item in args.hp for a in ("--hp", item)]
+    parsec_hp = [a for item in args.hp if item.split("=", 1)[0].strip() in shared for a in ("--hp", item)]
     target = ["--flops-target", f"{args.flops_target:g}"] if args.flops_target else []
-    extra = {"parsec": ["--samples", str(k), *hp_args], "fp-nas": [*target, *hp_args]}
+    extra = {"parsec": ["--samples", str(k), *parsec_hp], "fp-nas": [*target, *hp_args]}
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     runs = []
     for seed in seeds:

@@ -76,6 +76,8 @@ def test_mobile_k_follows_sample_scale(script, tmp_path):
     k, cmds = commands(script, ["--out", str(tmp_path), "--space", "mobile", "--hp", "sample_scale=0.5"])
     assert k == math.ceil(0.5 * (5 * math.log(6) + 7 * math.log(7) + 5 * math.log(3))) == 15
     assert all("--flops-target" not in cmd for _, _, cmd in cmds)  # no target given: none for FP-NAS either
+    for strategy, _, cmd in cmds:  # PARSEC has no sample_scale: FP-NAS alone gets it
+        assert ("sample_scale=0.5" in cmd) == (strategy == "fp-nas")
 
 
 def test_nb201_commands_are_unchanged(script, tmp_path):
