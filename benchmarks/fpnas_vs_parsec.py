@@ -27,7 +27,8 @@ their ratios, and FP-NAS's K and entropy per epoch.
     python benchmarks/fpnas_vs_parsec.py --out runs/prob-cmp --seeds 0,1,2,3,4 --hp a_lr=0.05 \\
         --data ../shared/data/cifar10-jpeg.tar.gz --benchmark ../shared/benchmarks/nb201-cifar10.csv
     python benchmarks/fpnas_vs_parsec.py --out runs/prob-cmp-mobile --space mobile --flops-target 20 \\
-        --dataset digits --set subset=512 --set epochs=4 --set batch_size=32 --hp a_lr=0.1
+        --dataset digits --budget none --set subset=512 --set epochs=6 --set batch_size=32 \\
+        --set channels=8 --set image_size=16 --set device=cpu --hp a_lr=0.2 --jobs 2  # docs/hardware.md
 """
 
 from __future__ import annotations
@@ -253,13 +254,14 @@ def main(argv: list[str] | None = None) -> None:
                 stdin=subprocess.DEVNULL,
             )
             started.append((run, proc, log, time.perf_counter()))
-        for run, proc, log, t in started:
-            code = proc.wait()
-            log.close()
-            print(
-                f"{run.name}: {'done' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - t:.0f} s",
-                flush=True,
-            )
+        while started:  # report each run when it ends (its wall time), in the order they end
+            for item in [item for item in started if item[1].poll() is not None]:
+                run, proc, log, t = item
+                started.remove(item)
+                log.close()
+                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+                print(f"{run.name}: {status} in {time.perf_counter() - t:.0f} s", flush=True)
+            time.sleep(0.5)
     summarize(out, runs, args.dataset)
     report = compare(out, runs, k, args.dataset, args.space, args.flops_target)
     (out / "comparison.json").write_text(json.dumps(report, indent=2) + "\n")
