@@ -128,7 +128,6 @@ def test_cpu_long_anneals_every_runs_a_lr_by_the_one_cosine_schedule(tmp_path):
         assert expected_config(run, tmp_path, options).hyper["a_lr_schedule"] == "cosine"
 
 
-
 def test_a_bad_a_lr_schedule_is_refused_before_any_run(tmp_path):
     r = CliRunner().invoke(main, ["sweep", "--out", str(tmp_path / "s"), *TINY, "--set", "a-lr-schedule=step"])
     assert r.exit_code == 1, r.output

@@ -84,13 +84,20 @@ SCALED_HYPER = {"a_lr_scale": "a_lr"}
 RUN_FREE = ("data", "cache_dir", "device", "benchmark", "out")
 
 
+def _strategy_class(name: str) -> type:
+    """The registered strategy class ``name``; an unknown name is a ConfigError listing the known ones."""
+    from .strategies import STRATEGIES
+
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES.names())}")
+    return STRATEGIES.get(name)
+
+
 def scaled_hyper(strategy: str, options: dict[str, str]) -> dict[str, str]:
     """The hyperparameters the scaling options of ``options`` set for ``strategy``: default x factor.
 
     The same rule for every strategy (what makes a budget's scaling fair): the factor multiplies the
     strategy's own default, so strategies with the same default get the same value."""
-    from .strategies import STRATEGIES
-
     out = {}
     for key, value in options.items():
         name = key.replace("-", "_")
@@ -102,9 +109,7 @@ def scaled_hyper(strategy: str, options: dict[str, str]) -> dict[str, str]:
             factor = float("nan")
         if not (factor > 0 and math.isfinite(factor)):
             raise ConfigError(f"--set {key}={value}: expected a positive number")
-        if strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES.names())}")
-        default = getattr(STRATEGIES.get(strategy).Hyper(), SCALED_HYPER[name], None)
+        default = getattr(_strategy_class(strategy).Hyper(), SCALED_HYPER[name], None)
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             out[SCALED_HYPER[name]] = f"{default * factor:.6g}"
     return out
@@ -138,11 +143,7 @@ def expected_config(run: Run, out: Path, options: dict[str, str]) -> SearchConfi
 
 def check_hyper(cfg: SearchConfig) -> None:
     """Refuse, before any work, hyperparameters the run's strategy would refuse (a bad ``--set a-lr-schedule``)."""
-    from .strategies import STRATEGIES
-
-    if cfg.strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES.names())}")
-    hyper = STRATEGIES.get(cfg.strategy).Hyper
+    hyper = _strategy_class(cfg.strategy).Hyper
     known = {f.name for f in fields(hyper)}  # the others (--flops-target of a strategy without it) the run places
     try:
         hyper.resolve({k: v for k, v in cfg.hyper.items() if k in known})

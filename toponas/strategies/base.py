@@ -66,20 +66,13 @@ class Hyper:
 A_LR_SCHEDULES = ("constant", "cosine")
 
 
-def arch_lr(hyper: Hyper, epoch: int, epochs: int) -> float:
-    """The architecture optimizer's learning rate in ``epoch`` under ``hyper.a_lr_schedule``."""
-    if hyper.a_lr_schedule == "cosine":
-        return cosine_lr(hyper.a_lr, 0.0, epoch, epochs)
-    return hyper.a_lr
-
-
 def set_arch_lr(ctx: StepContext, epoch: int, epochs: int) -> dict[str, float]:
     """Apply ``ctx.hyper``'s architecture schedule to ``ctx.a_optimizer``; the figure for the epoch's history
     line. Under ``constant`` nothing is written: the optimizer keeps the lr it was built with (the reference)."""
     h = ctx.hyper
     if h.a_lr_schedule == "constant" or ctx.a_optimizer is None:
         return {}
-    a_lr = arch_lr(h, epoch, epochs)
+    a_lr = cosine_lr(h.a_lr, 0.0, epoch, epochs)  # the one other schedule
     for group in ctx.a_optimizer.param_groups:
         group["lr"] = a_lr
     return {"a_lr": a_lr}

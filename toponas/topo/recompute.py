@@ -132,12 +132,13 @@ DepthwiseCall = tuple[int, int]
 
 
 def _depthwise_sum(
-    z: torch.Tensor, ks: Sequence[torch.Tensor], calls: Sequence[DepthwiseCall], stride: int, inplace: bool
+    zs: Sequence[torch.Tensor], ks: Sequence[torch.Tensor], calls: Sequence[DepthwiseCall], stride: int, inplace: bool
 ) -> torch.Tensor:
-    """``sum_k conv2d(z, ks[k], dilation_k, groups=C)`` in call order (in place into the first call's output
-    where nothing records it: the same values)."""
+    """``sum_k conv2d(zs[k], ks[k], dilation_k, groups=C)`` in call order (``zs``: the stage's input once per
+    call, or an alias of it per call; in place into the first call's output where nothing records it: the
+    same values)."""
     d: torch.Tensor | None = None
-    for k, (kernel, dilation) in zip(ks, calls):
+    for z, k, (kernel, dilation) in zip(zs, ks, calls):
         out = F.conv2d(z, k, None, stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
         d = out if d is None else (d.add_(out) if inplace else d + out)
     assert d is not None
@@ -156,7 +157,7 @@ class _Separable(torch.autograd.Function):
     def forward(ctx, calls: Sequence[DepthwiseCall], stride: int, n: int, *args: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         zs, ks, p = args[:n], args[n : 2 * n], args[2 * n]
         z = zs[0]
-        out = F.conv2d(_depthwise_sum(z, ks, calls, stride, inplace=True), p)
+        out = F.conv2d(_depthwise_sum(zs, ks, calls, stride, inplace=True), p)
         ctx.calls, ctx.stride, ctx.n = calls, stride, n
         ctx.save_for_backward(z, p, *ks)
         return out
@@ -175,7 +176,7 @@ class _Separable(torch.autograd.Function):
         need_d = need_z or any(need_k)
         if not need_d and not need_p:
             return (*none, *[None] * (2 * n + 1))
-        d = _depthwise_sum(z, ks, calls, stride, inplace=True)  # the forward's d, rebuilt
+        d = _depthwise_sum([z] * n, ks, calls, stride, inplace=True)  # the forward's d, rebuilt
         g_d, g_p, _ = torch.ops.aten.convolution_backward(
             g, d, p, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_d, need_p, False]
         )
@@ -218,12 +219,7 @@ def _separable_grads_recorded(
     saved computation, recorded (a backward with ``create_graph``: they are differentiated again)."""
     n = len(ks)
     zs = [z.view_as(z) for _ in ks]  # one alias per call: its gradient alone
-    d: torch.Tensor | None = None
-    for zi, k, (kernel, dilation) in zip(zs, ks, calls):
-        out = F.conv2d(zi, k, None, stride, dilation * (kernel - 1) // 2, dilation, z.shape[1])
-        d = out if d is None else d + out
-    assert d is not None
-    out = F.conv2d(d, p)
+    out = F.conv2d(_depthwise_sum(zs, ks, calls, stride, inplace=False), p)
     inputs = [*(zs if need_z else []), *[k for k, nk in zip(ks, need_k) if nk], *([p] if need_p else [])]
     if not inputs:
         return [None] * (2 * n + 1)
@@ -244,6 +240,6 @@ def separable(
     :func:`~toponas.topo.autograd.plain_autograd` (compiled, vmapped) the plain computation."""
     calls = tuple(calls)
     if plain_autograd() or not torch.is_grad_enabled():
-        return F.conv2d(_depthwise_sum(z, ks, calls, stride, inplace=False), p)
+        return F.conv2d(_depthwise_sum([z] * len(ks), ks, calls, stride, inplace=False), p)
     n = len(ks)
     return _Separable.apply(calls, stride, n, *[z] * n, *ks, p)
