@@ -300,3 +300,29 @@ def test_derived_architecture_is_projected_into_the_budget():
     a, b = space.choices(free), space.choices(fitted)
     changed = sum(int((a[g] != b[g]).sum()) for g in a)
     assert 0 < changed < sum(r for r, _ in space.arch_shapes.values())  # some rows changed, not all
+
+
+def test_archs_near_draws_distinct_networks_within_the_band_and_refuses_an_empty_one():
+    from toponas.hardware.sample import archs_near
+
+    space = create_space("mobile")
+    table = synthetic_table()
+    model = LatencyModel(table, space)
+    (lo, _), (hi, _) = model.extremes()
+    target = lo + 0.3 * (hi - lo)
+    found = random_archs(space, 1, seed=1)[0]
+    picked = archs_near(model, target, 8, band=0.05, seed=4, exclude={found})
+    assert len(set(picked)) == 8 and found not in picked
+    assert all(abs(table.predict(space, a) - target) <= 0.05 * target + 1e-9 for a in picked)
+    assert picked == archs_near(model, target, 8, band=0.05, seed=4, exclude={found})  # deterministic
+    assert picked != archs_near(model, target, 8, band=0.05, seed=5, exclude={found})
+    with pytest.raises(LatencyError, match="only 0 of"):
+        archs_near(model, lo * 0.5, 1, band=0.05, max_draws=1000, batch=500)
+    # near the smallest network uniform draws are too rare: the in-band walk from a network there fills in
+    (_, lo_arch) = model.extremes()[0]
+    near = archs_near(model, lo * 1.04, 5, band=0.05, seed=2, max_draws=1000, batch=500, start=str(lo_arch),
+                      burn_in=50, thin=5)
+    assert len(set(near)) == 5 and all(abs(table.predict(space, a) - lo * 1.04) <= 0.05 * lo * 1.04 + 1e-9
+                                       for a in near)
+    with pytest.raises(LatencyError, match="not within"):
+        archs_near(model, lo * 0.5, 1, band=0.05, max_draws=1000, batch=500, start=str(lo_arch))
