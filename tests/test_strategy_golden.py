@@ -21,12 +21,29 @@ from toponas.strategies.base import cosine_lr
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GOLDEN = json.loads((Path(__file__).parent / "data" / "strategy_golden.json").read_text())
-SAME_MACHINE = GOLDEN["recorded_with"] == {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()}
+#: Cases whose tiny search ends at a near tie: on another CPU their alphas agree to float32 rounding (checked)
+#: but the derived cell may differ (ista-nas on an Intel CPU against the AMD recording).
+NEAR_TIES = {"ista-nas"}
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor (``AuthenticAMD``, ``GenuineIntel``; empty where /proc/cpuinfo is absent): the same
+    instruction set on another vendor's CPU still rounds differently in some float32 kernels."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+SAME_MACHINE = GOLDEN["recorded_with"] == {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
+                                           "vendor": cpu_vendor()}
 
 
 def check(case: str, alphas: dict[str, torch.Tensor], genotype: str) -> None:
     want = GOLDEN["cases"][case]
-    assert genotype == want["genotype"]
     assert set(alphas) == set(want["alphas"])
     for g, a in alphas.items():
         expected = torch.tensor(want["alphas"][g], dtype=a.dtype)
@@ -34,6 +51,8 @@ def check(case: str, alphas: dict[str, torch.Tensor], genotype: str) -> None:
             assert torch.equal(a, expected), (case, g)
         else:
             torch.testing.assert_close(a, expected, rtol=1e-4, atol=1e-6)
+    if SAME_MACHINE or case not in NEAR_TIES:
+        assert genotype == want["genotype"]
 
 
 def test_every_strategy_has_a_golden_case():
