@@ -21,9 +21,9 @@ measures found networks again in one session with the table's fit networks: the 
 ratio to their measurement at the build is the drift of the machine's speed since (other processes'
 load), and a found network's time divided by it is its latency at the build's load. ``accuracy`` draws
 ``--random`` (10) uniform random networks predicted within ``--band`` (5%) of each found network's
-predicted latency (``toponas.hardware.sample.archs_near``), measures all of them and the found ones in
-one session beside the fit networks, retrains every one with ``toponas train --preset cpu`` (same seed,
-``--jobs`` at a time) and prints each found network's accuracy against its random networks' (and a plot
+predicted latency (``toponas.hardware.sample.archs_near``), retrains every one and the found ones with
+``toponas train --preset cpu`` (same seed, ``--jobs`` at a time), then measures all of them in one
+session beside the fit networks and prints each found network's accuracy against its random networks' (and a plot
 with ``--plot``); a rerun keeps the drawn networks, the measurements and the finished trainings.
 """
 
@@ -237,10 +237,10 @@ def accuracy(args) -> None:
 
     with ThreadPoolExecutor(args.jobs) as pool:
         acc = dict(zip([n for n, _ in nets], pool.map(train, nets)))
-    measured_file = out / "measured.json"  # every network measured in one session, beside the fit networks
-    measured = json.loads(measured_file.read_text()) if measured_file.exists() else {"ms": {}}
     if not args.measure:
         return
+    measured_file = out / "measured.json"  # every network measured in one session, beside the fit networks
+    measured = json.loads(measured_file.read_text()) if measured_file.exists() else {"ms": {}}
     if not {n for n, _ in nets} <= set(measured["ms"]):
         torch.set_num_threads(1)
         before = load()
@@ -255,9 +255,9 @@ def accuracy(args) -> None:
         rows.append({"run": f["run"], "arch": f["arch"], "target_ms": f["target_ms"], "predicted_ms": f["predicted_ms"],
                      "measured_ms": measured["ms"][f["run"]], "accuracy": acc[f["run"]],
                      "random_accuracy": rand, "random_measured_ms": rand_ms, "random_archs": f["random"],
-                     "random_mean": statistics.mean(rand),
+                     "random_mean": (mean := statistics.mean(rand)),
                      "random_std": statistics.stdev(rand) if len(rand) > 1 else 0.0,
-                     "beats_random_mean": acc[f["run"]] > statistics.mean(rand),
+                     "beats_random_mean": acc[f["run"]] > mean,
                      "random_below": sum(a < acc[f["run"]] for a in rand)})
     (out / "accuracy.json").write_text(json.dumps({"lut": args.lut, "band": plan["band"], "preset": args.preset,
                                                    "dataset": args.dataset, "drift": measured["drift"], "rows": rows},

@@ -15,6 +15,7 @@ import pytest
 import torch
 from strategy_golden import CASES, config, run
 
+from toponas.hardware.timing import cpuinfo_field
 from toponas.loop import Search, SearchInterrupted
 from toponas.runtime.checkpoint import load_checkpoint, save_checkpoint
 from toponas.strategies.base import cosine_lr
@@ -26,20 +27,9 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "strategy_golden.json").re
 NEAR_TIES = {"ista-nas"}
 
 
-def cpu_vendor() -> str:
-    """The CPU's vendor (``AuthenticAMD``, ``GenuineIntel``; empty where /proc/cpuinfo is absent): the same
-    instruction set on another vendor's CPU still rounds differently in some float32 kernels."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
+#: The same instruction set on another vendor's CPU still rounds differently in some float32 kernels.
 SAME_MACHINE = GOLDEN["recorded_with"] == {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
-                                           "vendor": cpu_vendor()}
+                                           "vendor": cpuinfo_field("vendor_id") or ""}
 
 
 def check(case: str, alphas: dict[str, torch.Tensor], genotype: str) -> None:

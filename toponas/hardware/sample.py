@@ -27,8 +27,8 @@ def archs_near(model: LatencyModel, target_ms: float, n: int, band: float = 0.05
 
     Deterministic in ``seed``; strings in ``exclude`` (e.g. the found network) are never returned.
     When ``max_draws`` uniform draws hold fewer than ``n``, the rest come from the in-band walk from
-    ``start`` (an architecture in the band, e.g. the found network); without one, or when the walk
-    finds no new network, raises :class:`LatencyError`.
+    ``start`` (an architecture in the band, e.g. the found network); when still fewer than ``n`` (no
+    ``start``, or the walk's moves found too few new networks), raises :class:`LatencyError`.
     """
     if n < 1 or band <= 0 or target_ms <= 0:
         raise LatencyError(f"archs_near needs n >= 1, band > 0 and a positive target (got {n}, {band}, {target_ms})")
@@ -41,13 +41,8 @@ def archs_near(model: LatencyModel, target_ms: float, n: int, band: float = 0.05
         drawn += batch
         ms = model(choices)
         for i in ((ms >= lo) & (ms <= hi)).nonzero().flatten().tolist():
-            pick = {g: torch.nn.functional.one_hot(c[i], space.arch_shapes[g][1]).float() for g, c in choices.items()}
-            arch = str(space.derive(pick))
-            if arch not in seen:
-                seen.add(arch)
-                out.append(arch)
-                if len(out) == n:
-                    break
+            if _keep(space, {g: c[i] for g, c in choices.items()}, seen, out) and len(out) == n:
+                break
     if len(out) < n and start is not None:
         out += _walk(model, lo, hi, n - len(out), gen, seen, start, burn_in, thin)
     if len(out) < n:
@@ -71,12 +66,18 @@ def _walk(model: LatencyModel, lo: float, hi: float, n: int, gen: torch.Generato
         state[g][i] = int(torch.randint(0, k, (1,), generator=gen))
         if not lo <= float(model(state)) <= hi:
             state[g][i] = old  # out of the band: stay
-        if step >= burn_in and (step - burn_in) % thin == thin - 1:
-            pick = {h: torch.nn.functional.one_hot(c, space.arch_shapes[h][1]).float() for h, c in state.items()}
-            arch = str(space.derive(pick))
-            if arch not in seen:
-                seen.add(arch)
-                out.append(arch)
-                if len(out) == n:
-                    break
+        if step >= burn_in and (step - burn_in) % thin == thin - 1 and _keep(space, state, seen, out) \
+                and len(out) == n:
+            break
     return out
+
+
+def _keep(space, choices: dict[str, torch.Tensor], seen: set[str], out: list[str]) -> bool:
+    """Append the architecture of one network's candidate indices to ``out`` unless ``seen``; whether it was new."""
+    pick = {g: torch.nn.functional.one_hot(c, space.arch_shapes[g][1]).float() for g, c in choices.items()}
+    arch = str(space.derive(pick))
+    if arch in seen:
+        return False
+    seen.add(arch)
+    out.append(arch)
+    return True

@@ -48,16 +48,21 @@ STATISTICS = ("median", "min")
 CLOCKS = ("wall", "cpu")
 
 
-def processor_name() -> str:
-    """The CPU model (``/proc/cpuinfo``'s ``model name`` on Linux, else :func:`platform.processor`)."""
+def cpuinfo_field(key: str) -> str | None:
+    """The first ``key`` line of ``/proc/cpuinfo`` (e.g. ``model name``, ``vendor_id``); None where absent."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.lower().startswith("model name"):
+                if line.lower().startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return None
+
+
+def processor_name() -> str:
+    """The CPU model (``/proc/cpuinfo``'s ``model name`` on Linux, else :func:`platform.processor`)."""
+    return cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 def device_record(device: torch.device, threads: int) -> dict[str, Any]:
