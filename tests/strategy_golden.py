@@ -5,13 +5,16 @@ the real search loop) and saves what it ends with (``DIR/<case>.pt``: the strate
 every optimizer's state and result.json without the timings); ``compare DIR`` runs them again and checks
 every tensor with ``torch.equal``. ``record-cut DIR`` leaves interrupted runs (checkpoints) in ``DIR/cut`` and
 ``resume DIR`` resumes them and compares with the uninterrupted results: a checkpoint written by one version of
-the code still resumes, to the same bits, under another. ``tests/test_strategy_golden.py`` runs a few cases
-against ``tests/data/strategy_golden.pt`` (the alphas and genotype of every case).
+the code still resumes, to the same bits, under another. ``GOLDEN_WHY=TEXT ... rerecord
+tests/data/strategy_golden.json CASE...`` rewrites those cases' entries of the golden JSON, with TEXT as the
+reason (check first that they moved only by float rounding). ``tests/test_strategy_golden.py`` runs a few
+cases against ``tests/data/strategy_golden.json`` (the alphas and genotype of every case).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -139,6 +142,20 @@ def main(argv: list[str]) -> int:
                 diffs = differences(torch.load(where / f"{case}.pt", weights_only=False), got)
                 bad += bool(diffs)
                 print(f"{case}: {'bit-identical' if not diffs else 'DIFFERS ' + '; '.join(diffs[:5])}")
+            elif command == "rerecord":  # where: the golden JSON; its entry of the case, with a note of why
+                gold = json.loads(where.read_text())
+                got = run(case, Path(tmp) / case)
+                old = gold["cases"][case]
+                why = os.environ.get("GOLDEN_WHY", "re-recorded")
+                gold["cases"][case] = {
+                    "genotype": got["result"]["genotype"],
+                    "alphas": {k[len("alphas."):]: v.tolist() for k, v in got["strategy"].items()
+                               if k.startswith("alphas.")},
+                    "w_loss": [h["w_loss"] for h in got["result"]["history"]],
+                    "recorded": (old["recorded"] + "; " if "recorded" in old else "") + why,
+                }
+                where.write_text(json.dumps(gold, indent=1) + "\n")
+                print(f"re-recorded {case}")
             elif command == "record-cut" and case in CUT_AFTER:
                 from toponas.loop import SearchInterrupted
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toponas.topo.kernels import avg_pool_same
+from toponas.topo.autograd import Pooled, combine
+from toponas.topo.kernels import _native_pool_transposed, avg_pool_same, avg_pool_same_transposed
 from toponas.topo.measure import saved_activation_bytes
 from toponas.topo.recompute import recomputed_taps, scaled_bn, separable
 
@@ -53,12 +54,111 @@ def test_recomputed_taps_equal_the_plain_taps_outputs_and_gradients() -> None:
         torch.testing.assert_close(a, b)
 
 
+def test_recomputed_taps_double_backward() -> None:
+    """A backward with ``create_graph`` (NASI's gradient norm) is differentiated again: the plain taps' second
+    derivatives, in ``x`` and in the weights (before the fix the input gradient was not recorded)."""
+    x, ws = _inputs()
+    gen = torch.Generator().manual_seed(4)
+    probes = [torch.randn(3, 4, 6, 6, generator=gen, dtype=torch.float64) for _ in LAYOUT]
+
+    def gnorm(outs):
+        loss = sum(((o * p).sum()) ** 2 for o, p in zip(outs, probes))
+        grads = torch.autograd.grad(loss, [x, *ws], create_graph=True)
+        return torch.autograd.grad(sum((gr * gr).sum() for gr in grads), [x, *ws])
+
+    for a, b in zip(gnorm(recomputed_taps(FNS, LAYOUT, x, ws)), gnorm(_plain_taps(x, ws))):
+        torch.testing.assert_close(a, b)
+
+
 def test_recomputed_taps_keep_only_the_input() -> None:
     x, ws = _inputs()
     ours = saved_activation_bytes(lambda: recomputed_taps(FNS, LAYOUT, x, ws))
     plain = saved_activation_bytes(lambda: _plain_taps(x, ws))
     assert ours == (x.numel() + len(ws)) * x.element_size()  # x and the four 0-d weights
     assert plain >= 3 * ours  # pooling out and indices, bn out, avg pool out ...
+
+
+def test_avg_pool_same_transposed_is_the_poolings_input_gradient() -> None:
+    gen = torch.Generator().manual_seed(2)
+    for kernel, shape in ((3, (2, 3, 5, 7)), (5, (1, 2, 6, 6))):
+        x = torch.randn(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
+        g = torch.randn(*shape, generator=gen, dtype=torch.float64)
+        ref, = torch.autograd.grad(avg_pool_same(x, kernel), x, g)
+        torch.testing.assert_close(avg_pool_same_transposed(g, kernel, x), ref)
+        torch.testing.assert_close(_native_pool_transposed(g, kernel, x), ref)  # the branch off the CPU
+
+
+def _node_inputs():
+    gen = torch.Generator().manual_seed(3)
+    xs = [torch.randn(2, 3, 5, 7, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    ws = [torch.rand((), generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(6)]
+    plain = torch.randn(2, 3, 5, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    return xs, ws, plain
+
+
+def _node_terms(xs, ws, plain):
+    """A node of three sources: a plain term, skips, 3x3 pools of every source and one 5x5 pool."""
+    return [(plain, None), (xs[0], ws[0]), Pooled(xs[0], ws[1], 3), Pooled(xs[1], ws[2], 3), (xs[2], ws[3]),
+            Pooled(xs[2], ws[4], 3), Pooled(xs[1], ws[5], 5)]
+
+
+def _node_plain(xs, ws, plain):
+    return (plain + ws[0] * xs[0] + ws[1] * avg_pool_same(xs[0], 3) + ws[2] * avg_pool_same(xs[1], 3)
+            + ws[3] * xs[2] + ws[4] * avg_pool_same(xs[2], 3) + ws[5] * avg_pool_same(xs[1], 5))
+
+
+def test_pooled_terms_sum_by_linearity_to_the_plain_node_outputs_and_gradients() -> None:
+    xs, ws, plain = _node_inputs()
+    ours = combine(_node_terms(xs, ws, plain), plain)
+    ref = _node_plain(xs, ws, plain)
+    torch.testing.assert_close(ours, ref)
+    g = torch.randn_like(ref)
+    leaves = [*xs, *ws, plain]
+    for a, b in zip(torch.autograd.grad(ours, leaves, g), torch.autograd.grad(ref, leaves, g)):
+        torch.testing.assert_close(a, b)
+    # a weight step (gradients of the inputs only) and an architecture-only one: the same values
+    for part in (xs, ws):
+        got = torch.autograd.grad(combine(_node_terms(xs, ws, plain), plain), part, g)
+        want = torch.autograd.grad(_node_plain(xs, ws, plain), part, g)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
+    # only pooled terms (a node whose other candidates are pruned)
+    only = combine([Pooled(xs[0], ws[1], 3), Pooled(xs[1], ws[2], 3)], plain)
+    torch.testing.assert_close(only, ws[1] * avg_pool_same(xs[0], 3) + ws[2] * avg_pool_same(xs[1], 3))
+
+
+def test_pooled_terms_double_backward() -> None:
+    xs, ws, plain = _node_inputs()
+    probe = torch.randn_like(plain)
+    leaves = [*xs, *ws, plain]
+
+    def gnorm(node):
+        grads = torch.autograd.grad(((node * probe).sum()) ** 2, leaves, create_graph=True)
+        return torch.autograd.grad(sum((gr * gr).sum() for gr in grads), leaves)
+
+    got = gnorm(combine(_node_terms(xs, ws, plain), plain))
+    for a, b in zip(got, gnorm(_node_plain(xs, ws, plain))):
+        torch.testing.assert_close(a, b)
+
+
+def test_pooled_terms_keep_only_their_sources() -> None:
+    xs, ws, plain = _node_inputs()
+    ours = saved_activation_bytes(lambda: combine(_node_terms(xs, ws, plain), plain))
+    assert ours == (3 * xs[0].numel() + len(ws)) * xs[0].element_size()  # the three sources and the weights
+    assert saved_activation_bytes(lambda: _node_plain(xs, ws, plain)) > ours
+
+
+def test_pooled_terms_under_vmap_run_the_plain_computation() -> None:
+    xs, ws, plain = _node_inputs()
+    batched = torch.stack([x.detach() for x in xs])  # (3, B, C, H, W): vmap over the first dim
+    w = torch.stack([v.detach() for v in ws[:3]])
+
+    def node(x, v):
+        return combine([(x, v), Pooled(x, v, 3)], x)
+
+    out = torch.vmap(node)(batched, w)
+    for i in range(3):
+        torch.testing.assert_close(out[i], w[i] * batched[i] + w[i] * avg_pool_same(batched[i], 3))
 
 
 @pytest.mark.parametrize("use_h", [False, True])

@@ -2,7 +2,7 @@
 
 ``tests/data/strategy_golden.json`` holds the alphas, genotype and weight losses of every case of
 ``tests/strategy_golden.py``, recorded with the code before the strategy contract (issue 14; the da-nas cases,
-new with it, after). On the machine
+new with it, after; cases re-recorded since say why in their ``recorded`` field). On the machine
 and torch they were recorded with, the alphas must be bit-identical (``torch.equal``); elsewhere (another CPU
 kernel, another torch) within float32 rounding. ``python tests/strategy_golden.py compare DIR`` checks every
 case's whole state (model, optimizers, result) bit for bit against a recording of its own.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -321,6 +322,34 @@ def test_unplannable_candidate_warns_and_stays_exact() -> None:
         simple = simplify(copy.deepcopy(plain), "exact")
     x, alpha, probe = inputs(1, (6, 3))
     assert_same(run(simple, x, alpha, probe), run(plain, x, alpha, probe))
+
+
+@pytest.mark.parametrize("name, layers", [("nb201", 1), ("darts", 4)])
+def test_exact_second_order_gradient_equals_plain(name: str, layers: int) -> None:
+    """NASI's proxy, the squared norm of the weights' gradient differentiated in the architecture (a backward with
+    ``create_graph``), is the plain supernet's in exact mode: every custom backward of the executor records a
+    differentiable computation there (the pooling taps' did not: 14.7 of 21.6 off on nb201, 425 of 426 on darts)."""
+    space = create_space(name)
+    torch.manual_seed(0)
+    plain = space.build_supernet(4, layers, 10).to(DT).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 8, 8, generator=g, dtype=DT)
+    y = torch.randint(0, 10, (4,), generator=g)
+    alphas = {k: torch.randn(*s, generator=g, dtype=DT).requires_grad_() for k, s in space.arch_shapes.items()}
+
+    def proxy(model):
+        loss = F.cross_entropy(model(x, Mixing({k: F.softmax(a, -1) for k, a in alphas.items()})), y)
+        grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], create_graph=True,
+                                    allow_unused=True)
+        r = sum((gr * gr).sum() for gr in grads if gr is not None)
+        got = torch.autograd.grad(r, list(alphas.values()), allow_unused=True)
+        return [torch.zeros_like(a) if d is None else d for a, d in zip(alphas.values(), got)]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # darts: candidates the planner leaves to their modules
+        simple = simplify(copy.deepcopy(plain), "exact")
+    for a, b in zip(proxy(simple), proxy(plain)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * b.abs().max().item())
 
 
 def test_darts_space_runs_exact_cell_by_cell() -> None:

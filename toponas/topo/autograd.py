@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch.autograd.graph import get_gradient_edge
 
-#: ``(tensor, weight)``: a contribution ``weight * tensor`` to an edge's output (``None``: already weighted).
-Term = tuple[torch.Tensor, torch.Tensor | None]
+from .kernels import avg_pool_same, avg_pool_same_transposed, window_sums
 
 
 def under_transform() -> bool:
@@ -28,34 +28,79 @@ def vmapped(x: torch.Tensor) -> bool:
     return bool(torch._C._functorch.is_batchedtensor(x))
 
 
+class Pooled(NamedTuple):
+    """``w * avg_pool_same(x, kernel)``, a term of an edge's output that its node sums by linearity.
+
+    The pooling is linear, so a node pools the weighted sum of its pooled sources once,
+    ``sum_i w_i pool(x_i) = pool(sum_i w_i x_i)``, and backward applies the pooling's transpose to the node's
+    gradient: ``dL/dx_i = w_i pool^T(g)`` and ``dL/dw_i = <pool^T(g), x_i>``. Nothing pooled is kept or
+    recomputed; ``x_i`` is a node tensor, kept anyway.
+    """
+
+    x: torch.Tensor
+    w: torch.Tensor
+    kernel: int
+
+
+#: a contribution to an edge's output: ``(tensor, weight)`` is ``weight * tensor`` (``None``: already
+#: weighted), :class:`Pooled` a weighted same-size average pooling.
+Term = tuple[torch.Tensor, torch.Tensor | None] | Pooled
+
+
 class _WeightedSum(torch.autograd.Function):
-    """``sum(plain) + sum_k w_k * src_k`` accumulated in place; backward keeps only ``src_k`` and ``w_k``.
+    """``sum(plain) + sum_k w_k * src_k + sum_p pool_p(sum_i v_pi * x_pi)`` accumulated in place; backward keeps
+    only ``src_k``, ``x_pi`` and the weights.
 
     Cheaper than chained ``addcmul``: one new tensor in forward, and in backward one multiply per
-    source and one dot product per weight (instead of a multiply, a temporary and a reduction).
+    source and one dot product per weight (instead of a multiply, a temporary and a reduction); a pooled group
+    (one kernel size) costs one pooling forward and one transposed pooling backward for all its sources.
     """
 
     @staticmethod
-    def forward(ctx, n_plain: int, *args: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, n_plain: int, n_w: int, pools: tuple[tuple[int, int], ...],  # type: ignore[override]
+                *args: torch.Tensor) -> torch.Tensor:
         plain = args[:n_plain]
-        n_w = (len(args) - n_plain) // 2
-        srcs, ws = args[n_plain:n_plain + n_w], args[n_plain + n_w:]
-        out = weighted_sum(plain, srcs, ws)
-        ctx.n_plain = n_plain
-        ctx.save_for_backward(*srcs, *ws)
+        srcs, ws = args[n_plain:n_plain + n_w], args[n_plain + n_w:n_plain + 2 * n_w]
+        out = weighted_sum(plain, srcs, ws) if plain or srcs else None
+        at = n_plain + 2 * n_w
+        for kernel, n in pools:
+            xs, vs = args[at:at + n], args[at + n:at + 2 * n]
+            at += 2 * n
+            out = _add_pooled(out, weighted_sum((), xs, vs), kernel)
+        ctx.n_plain, ctx.n_w, ctx.pools = n_plain, n_w, pools
+        ctx.save_for_backward(*args[n_plain:])
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         saved = ctx.saved_tensors
-        n_w = len(saved) // 2
-        srcs, ws = saved[:n_w], saved[n_w:]
-        need = ctx.needs_input_grad[1:]
-        n_plain = ctx.n_plain
+        n_plain, n_w = ctx.n_plain, ctx.n_w
+        need = ctx.needs_input_grad[3:]
+        srcs, ws = saved[:n_w], saved[n_w:2 * n_w]
         g_plain = [grad if need[i] else None for i in range(n_plain)]
         g_src = [grad * w if wanted(s, need[n_plain + k]) else None for k, (s, w) in enumerate(zip(srcs, ws))]
         g_w = [_dot(grad, s) if wanted(w, need[n_plain + n_w + k]) else None for k, (s, w) in enumerate(zip(srcs, ws))]
-        return (None, *g_plain, *g_src, *g_w)
+        g_pools: list[torch.Tensor | None] = []
+        at = 2 * n_w  # in saved; need is offset by n_plain
+        for kernel, n in ctx.pools:
+            xs, vs = saved[at:at + n], saved[at + n:at + 2 * n]
+            nx = [wanted(x, need[n_plain + at + i]) for i, x in enumerate(xs)]
+            nv = [wanted(v, need[n_plain + at + n + i]) for i, v in enumerate(vs)]
+            at += 2 * n
+            g_u = avg_pool_same_transposed(grad, kernel, xs[0]) if any(nx) or any(nv) else None
+            g_pools += [g_u * v if want else None for v, want in zip(vs, nx)]
+            g_pools += [_dot(g_u, x) if want else None for x, want in zip(xs, nv)]
+        return (None, None, None, *g_plain, *g_src, *g_w, *g_pools)
+
+
+def _add_pooled(out: torch.Tensor | None, u: torch.Tensor, kernel: int) -> torch.Tensor:
+    """``out + avg_pool_same(u, kernel)`` (in place into ``out``; ``u``'s pooling itself when ``out`` is None);
+    on CPU the division by the window counts is fused into the accumulation."""
+    if u.device.type != "cpu":
+        pooled = avg_pool_same(u, kernel)
+        return pooled if out is None else out.add_(pooled)
+    sums, inv = window_sums(u, kernel)
+    return sums.mul_(inv) if out is None else out.addcmul_(sums, inv)
 
 
 def wanted(t: torch.Tensor, needed: bool) -> bool:
@@ -111,15 +156,26 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def combine(terms: Sequence[Term], like: torch.Tensor) -> torch.Tensor:
-    """``sum weight * tensor`` over terms (weight ``None``: already weighted), as one node tensor."""
+    """``sum weight * tensor`` over terms (weight ``None``: already weighted; :class:`Pooled` terms pooled by
+    linearity, one pooling per kernel size), as one node tensor."""
     if not terms:
         return torch.zeros_like(like)  # every candidate is 'none'
-    plain = [t for t, w in terms if w is None]
-    weighted = [(t, w) for t, w in terms if w is not None]
-    if len(plain) == 1 and not weighted:
+    pooled = [t for t in terms if isinstance(t, Pooled)]
+    rest = [t for t in terms if not isinstance(t, Pooled)]
+    if pooled and under_transform():  # the plain computation, recorded by autograd
+        rest += [(avg_pool_same(p.x, p.kernel), p.w) for p in pooled]
+        pooled = []
+    plain = [t for t, w in rest if w is None]
+    weighted = [(t, w) for t, w in rest if w is not None]
+    if len(plain) == 1 and not weighted and not pooled:
         return plain[0]
     srcs = [t for t, _ in weighted]
     ws = [w for _, w in weighted]
     if under_transform():  # the same operations, recorded by autograd (torch.compile traces the Function)
         return weighted_sum(plain, srcs, ws, inplace=False)
-    return _WeightedSum.apply(len(plain), *plain, *srcs, *ws)
+    groups: dict[int, list[Pooled]] = {}
+    for p in pooled:
+        groups.setdefault(p.kernel, []).append(p)
+    pools = tuple((k, len(ps)) for k, ps in groups.items())
+    flat = [t for ps in groups.values() for t in [p.x for p in ps] + [p.w for p in ps]]
+    return _WeightedSum.apply(len(plain), len(srcs), pools, *plain, *srcs, *ws, *flat)

@@ -44,6 +44,31 @@ def avg_pool_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return sums * _inv_count(x.shape[-2], x.shape[-1], kernel, x.dtype, x.device)  # (B, C, H, W)
 
 
+def window_sums(x: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(S, 1 / count)`` with ``avg_pool_same(x, kernel) == S * (1 / count)``: the window sums of ``x`` (a
+    depthwise all-ones convolution) and the ``(H, W)`` reciprocal of each window's in-image pixel count, for
+    callers that fuse the multiplication into an accumulation (``out.addcmul_(S, 1 / count)``)."""
+    sums = F.conv2d(x, _ones(x.shape[1], kernel, x.dtype, x.device), None, 1, kernel // 2, 1, x.shape[1])
+    return sums, _inv_count(x.shape[-2], x.shape[-1], kernel, x.dtype, x.device)
+
+
+def avg_pool_same_transposed(g: torch.Tensor, kernel: int, like: torch.Tensor) -> torch.Tensor:
+    """The transpose of ``avg_pool_same`` applied to ``g``: ``dL/dx`` given ``dL/d avg_pool_same(x)`` (a linear
+    map, so ``x`` itself is not needed; ``like`` is any tensor of its shape). On CPU the all-ones window is
+    symmetric, so the transpose is the same depthwise convolution of ``g / count``; elsewhere the native
+    pooling backward."""
+    if g.device.type != "cpu":
+        return _native_pool_transposed(g, kernel, like)
+    inv = _inv_count(g.shape[-2], g.shape[-1], kernel, g.dtype, g.device)
+    return F.conv2d(g * inv, _ones(g.shape[1], kernel, g.dtype, g.device), None, 1, kernel // 2, 1, g.shape[1])
+
+
+def _native_pool_transposed(g: torch.Tensor, kernel: int, like: torch.Tensor) -> torch.Tensor:
+    """``avg_pool_same_transposed`` by the native pooling backward (any device)."""
+    k, p = [kernel, kernel], [kernel // 2, kernel // 2]
+    return torch.ops.aten.avg_pool2d_backward(g, like, k, [1, 1], p, False, False, None)
+
+
 def kernel_norm(weight: torch.Tensor) -> torch.Tensor:
     """``||K||`` per output channel of ``weight`` ``(..., C_out, C_in, k, k)``, as ``(..., C_out, 1, 1, 1)``
     (clamped away from zero: an all-zero channel, e.g. zero padding, stays zero when divided by it)."""

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..spaces.primitives import BN, AvgPool, MaxPool, Primitive, ReLU
-from .autograd import Term, plain_autograd, vmapped
+from .autograd import Pooled, Term, plain_autograd, vmapped
 from .checks import EdgeOps
 from .items import Block, Chain, ConvBN, ConvCall, Dropped, GroupPlan, PlanError, SepStage, Source, Stack, Tap
 from .kernels import avg_pool_same, embed_kernel, kernel_norm, normalize_kernel, unit_rms_kernel
@@ -386,8 +386,12 @@ class Program:
         recomputed = [] if torch.compiler.is_compiling() else _recomputable_taps(plan)
         # this group's floated stages in run order: their batch's kernels and their place in the batch
         stage_kernels = iter([(built.stages[i], j) for i, j in self.stage_refs[g]]) if built.stages else None
-        if recomputed:
-            _run_taps(recomputed, x, built.taps, edges, terms)
+        pooled = [t for t in recomputed if POOLED_TAPS and _linear_pool(t.source.prims, x) is not None]
+        for tap in pooled:  # summed by linearity at the node (autograd.Pooled): nothing kept or recomputed
+            p = tap.path
+            terms[p.slot].append(Pooled(x, built.taps[(edges[p.slot], p.cand)], tap.source.prims[0].kernel))
+        if len(pooled) < len(recomputed):
+            _run_taps([t for t in recomputed if t not in pooled], x, built.taps, edges, terms)
         for item in plan.items:
             if isinstance(item, Tap):
                 if item in recomputed:
@@ -442,6 +446,19 @@ def _recomputable_taps(plan: GroupPlan) -> list[Tap]:
     others = {it.source.prims for it in plan.items if not isinstance(it, Tap) and hasattr(it, "source")}
     return [t for t in taps if not any(t.source.prims[:len(o)] == o or o[:len(t.source.prims)] == t.source.prims
                                        for o in others)]
+
+
+#: same-size average-pooling taps summed by linearity at their node (:class:`~toponas.topo.autograd.Pooled`);
+#: False runs them as :class:`~toponas.topo.recompute.RecomputedTaps` (the switch is for tests and benchmarks)
+POOLED_TAPS = True
+
+
+def _linear_pool(prims: tuple[Primitive, ...], x: torch.Tensor) -> AvgPool | None:
+    """The source's one primitive if it is a same-size average pooling of a 4-d input (a :class:`Pooled`
+    term), else None."""
+    if len(prims) == 1 and isinstance(prims[0], AvgPool) and prims[0].stride == 1 and x.dim() == 4:
+        return prims[0]
+    return None
 
 
 def _source_fn(prims: tuple[Primitive, ...]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -56,6 +56,8 @@ class RecomputedTaps(torch.autograd.Function):
         need_w = [wanted(w, n) for w, n in zip(ws, ctx.needs_input_grad[3:])]
         if not need_x and not any(need_w):
             return (None, None, None, *[None] * len(ws))
+        if torch.is_grad_enabled():  # create_graph: the saved computation, differentiable again
+            return (None, None, *_taps_grads_recorded(ctx.fns, ctx.layout, x, ws, grads, need_x, need_w))
         with torch.enable_grad():
             xd = x.detach().requires_grad_(need_x)
             ps = [fn(xd) for fn in ctx.fns]
@@ -75,6 +77,23 @@ class RecomputedTaps(torch.autograd.Function):
             if used:
                 g_x, = torch.autograd.grad([p for p, _ in used], xd, [g for _, g in used])
         return (None, None, g_x, *g_ws)
+
+
+def _taps_grads_recorded(fns: Sequence[SourceFn], layout: Sequence[Sequence[tuple[int, int]]], x: torch.Tensor,
+                         ws: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], need_x: bool,
+                         need_w: Sequence[bool]) -> list[torch.Tensor | None]:
+    """The gradients of :class:`RecomputedTaps`' ``x`` and ``ws`` by the plain computation on the saved inputs,
+    recorded (a backward with ``create_graph``, e.g. NASI's gradient norm: they are differentiated again)."""
+    ps = [fn(x) for fn in fns]
+    used = [(sum((ps[s] * ws[k] for s, k in pairs[1:]), ps[pairs[0][0]] * ws[pairs[0][1]]), g)
+            for pairs, g in zip(layout, grads) if g is not None]
+    inputs = [*([x] if need_x else []), *[w for w, n in zip(ws, need_w) if n]]
+    if not used or not inputs:
+        return [None] * (1 + len(ws))
+    got = iter(torch.autograd.grad([o for o, _ in used], inputs, [g for _, g in used], create_graph=True,
+                                   allow_unused=True))
+    g_x = next(got) if need_x else None
+    return [g_x, *[next(got) if n else None for n in need_w]]
 
 
 def recomputed_taps(fns: Sequence[SourceFn], layout: Sequence[Sequence[tuple[int, int]]], x: torch.Tensor,
