@@ -29,6 +29,7 @@ from toponas.topo import (
     verify,
 )
 from toponas.topo.kernels import avg_pool_same
+from toponas.topo.measure import aten_ops
 from toponas.topo.plan import Stack, plan_group
 
 DT = torch.float64
@@ -245,6 +246,19 @@ def test_full_rules_prefix_and_fusion_do_not_change_full(space, disable) -> None
     simple = simplify(copy.deepcopy(plain), "full", disable=disable)
     x, alpha, probe = inputs(9)
     assert_same(run(simple, x, alpha, probe), run(ref, x, alpha, probe))
+
+
+@pytest.mark.parametrize("mode", ["exact", "full"])
+def test_pooled_taps_compute_what_the_recomputed_taps_did(space, mode: str, monkeypatch) -> None:
+    """Pooling taps summed by linearity at the node (``program.POOLED_TAPS``) against the per-source recomputed
+    taps they replaced: the same outputs and gradients on the whole supernet (float64)."""
+    simple = simplify(supernet(space, 4), mode)
+    x, alpha, probe = inputs(4)
+    pooled = run(simple, x, alpha, probe)
+    ops_pooled = sum(aten_ops(lambda: run(simple, x, alpha, probe)).values())
+    monkeypatch.setattr(topo_program, "POOLED_TAPS", False)
+    assert_same(pooled, run(simple, x, alpha, probe))
+    assert sum(aten_ops(lambda: run(simple, x, alpha, probe)).values()) > ops_pooled  # the switch took effect
 
 
 def test_plans_show_each_rule(space) -> None:
