@@ -8,6 +8,7 @@ bicubic is scored by every SR run. Writes ``OUT/table.json`` and ``OUT/table.md`
 OUT are read, not repeated (more seeds later extend the table).
 
     python benchmarks/restoration_table.py --seeds 0 1 2 --out runs/restoration-table
+    python benchmarks/restoration_table.py --tasks denoise --search-epochs 40 --seeds 0 1 2 --out runs/rt-e40
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def main() -> None:
     ap.add_argument("--strategy", default="darts-v1")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS))
     ap.add_argument("--out", default="runs/restoration-table")
+    ap.add_argument("--search-epochs", type=int, default=SEARCH["epochs"],
+                    help=f"epochs of each search (the CPU budget's: {SEARCH['epochs']})")
     ap.add_argument("--quick", action="store_true", help="a smoke test: one epoch of a few patches each")
     args = ap.parse_args()
+    SEARCH["epochs"] = args.search_epochs
     if args.quick:
         SEARCH.update(epochs=1, patches=16)
         TRAIN.update(epochs=1, patches=16)
