@@ -40,8 +40,8 @@ def avg_pool_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
     """
     if x.device.type != "cpu":
         return F.avg_pool2d(x, kernel, 1, kernel // 2, count_include_pad=False)
-    sums = F.conv2d(x, _ones(x.shape[1], kernel, x.dtype, x.device), None, 1, kernel // 2, 1, x.shape[1])
-    return sums * _inv_count(x.shape[-2], x.shape[-1], kernel, x.dtype, x.device)  # (B, C, H, W)
+    sums, inv = window_sums(x, kernel)
+    return sums * inv  # (B, C, H, W)
 
 
 def window_sums(x: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +60,7 @@ def avg_pool_same_transposed(g: torch.Tensor, kernel: int, like: torch.Tensor) -
     if g.device.type != "cpu":
         return _native_pool_transposed(g, kernel, like)
     inv = _inv_count(g.shape[-2], g.shape[-1], kernel, g.dtype, g.device)
-    return F.conv2d(g * inv, _ones(g.shape[1], kernel, g.dtype, g.device), None, 1, kernel // 2, 1, g.shape[1])
+    return window_sums(g * inv, kernel)[0]
 
 
 def _native_pool_transposed(g: torch.Tensor, kernel: int, like: torch.Tensor) -> torch.Tensor:

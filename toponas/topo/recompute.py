@@ -84,9 +84,7 @@ def _taps_grads_recorded(fns: Sequence[SourceFn], layout: Sequence[Sequence[tupl
                          need_w: Sequence[bool]) -> list[torch.Tensor | None]:
     """The gradients of :class:`RecomputedTaps`' ``x`` and ``ws`` by the plain computation on the saved inputs,
     recorded (a backward with ``create_graph``, e.g. NASI's gradient norm: they are differentiated again)."""
-    ps = [fn(x) for fn in fns]
-    used = [(sum((ps[s] * ws[k] for s, k in pairs[1:]), ps[pairs[0][0]] * ws[pairs[0][1]]), g)
-            for pairs, g in zip(layout, grads) if g is not None]
+    used = [(o, g) for o, g in zip(_plain_taps(fns, layout, x, ws), grads) if g is not None]
     inputs = [*([x] if need_x else []), *[w for w, n in zip(ws, need_w) if n]]
     if not used or not inputs:
         return [None] * (1 + len(ws))
@@ -101,9 +99,15 @@ def recomputed_taps(fns: Sequence[SourceFn], layout: Sequence[Sequence[tuple[int
     """:class:`RecomputedTaps` (one output per entry of ``layout``); its plain computation where
     :func:`~toponas.topo.autograd.plain_autograd` says so."""
     if plain_autograd():
-        ps = [fn(x) for fn in fns]
-        return tuple(sum((ps[s] * ws[k] for s, k in pairs[1:]), ps[pairs[0][0]] * ws[pairs[0][1]]) for pairs in layout)
+        return _plain_taps(fns, layout, x, ws)
     return RecomputedTaps.apply(fns, layout, x, *ws)
+
+
+def _plain_taps(fns: Sequence[SourceFn], layout: Sequence[Sequence[tuple[int, int]]], x: torch.Tensor,
+                ws: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """:class:`RecomputedTaps`' outputs by the plain computation, recorded by autograd."""
+    ps = [fn(x) for fn in fns]
+    return tuple(sum((ps[s] * ws[k] for s, k in pairs[1:]), ps[pairs[0][0]] * ws[pairs[0][1]]) for pairs in layout)
 
 
 class _ScaledBN(torch.autograd.Function):
